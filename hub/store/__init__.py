@@ -1,0 +1,13 @@
+"""Hub state storage: the :class:`Store` interface and its SQLite implementation."""
+
+from hub.store.base import ChangeListener, Store, Tx
+
+
+def open_store(path: str) -> Store:
+    """The embedded SQLite store at ``path`` (not yet opened: ``await store.open()``)."""
+    from hub.store.sqlite import SqliteStore
+
+    return SqliteStore(path)
+
+
+__all__ = ["ChangeListener", "Store", "Tx", "open_store"]

@@ -1,0 +1,196 @@
+"""The store interface: every read and write of hub state goes through it.
+
+SQLite (:mod:`hub.store.sqlite`) is the embedded implementation; a second backend
+(PostgreSQL) implements the same two classes. Reads are methods of :class:`Store`; writes happen
+inside ``async with store.transaction(origin) as tx`` so that several changes (a hub-side
+change and the sync status row that records it) commit together or not at all. Every write
+adds an audit entry with the transaction's origin (``api``, ``rule``, ``approval``,
+``sync:ACCOUNT``).
+
+After a transaction commits, listeners added with :meth:`Store.add_listener` are called with
+the origin and the ids of the agents whose calendars changed; the scheduler uses this to sync
+an agent within a second of a local change.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Any
+
+from hub.model import (
+    Agent,
+    Appointment,
+    Approval,
+    AuditEntry,
+    CalendarState,
+    Conflict,
+    Kind,
+    Request,
+    SyncStatus,
+)
+
+ChangeListener = Callable[[str, frozenset[str]], None]
+
+
+class Tx(ABC):
+    """Write operations inside one transaction (BEGIN IMMEDIATE in SQLite)."""
+
+    origin: str
+
+    # agents ------------------------------------------------------------------------------
+    @abstractmethod
+    async def put_agent(self, agent: Agent) -> Agent:
+        """Insert or replace an agent; sets created_at/updated_at; returns what was stored."""
+
+    @abstractmethod
+    async def delete_agent(self, agent_id: str) -> bool:
+        """Delete an agent, its appointments, approvals, sync status and calendar state."""
+
+    # requests ----------------------------------------------------------------------------
+    @abstractmethod
+    async def put_request(self, request: Request) -> Request:
+        """Insert or replace a request."""
+
+    # appointments ------------------------------------------------------------------------
+    @abstractmethod
+    async def put_appointment(self, appt: Appointment) -> Appointment:
+        """Insert, or update when the id exists. On update, when any content field changed,
+        ``version`` is incremented and ``updated_at`` set; an unchanged put writes nothing.
+        ``origin`` is set from the transaction. Returns the stored record."""
+
+    @abstractmethod
+    async def delete_appointment(self, appointment_id: str) -> Appointment | None:
+        """Mark deleted (tombstone, version+1) so sync can carry the delete out. Returns the
+        tombstone, or None when it did not exist."""
+
+    @abstractmethod
+    async def purge_appointment(self, appointment_id: str) -> None:
+        """Remove a tombstone (or a record) for good, with its status rows and approvals."""
+
+    # approvals ---------------------------------------------------------------------------
+    @abstractmethod
+    async def add_approval(self, approval: Approval) -> Approval: ...
+
+    @abstractmethod
+    async def decide_approval(self, approval_id: str, approved: bool, by: str) -> Approval:
+        """Record the decision; raises KeyError when unknown, ValueError when decided."""
+
+    # conflicts ---------------------------------------------------------------------------
+    @abstractmethod
+    async def add_conflict(self, conflict: Conflict) -> Conflict: ...
+
+    # sync --------------------------------------------------------------------------------
+    @abstractmethod
+    async def put_status(self, status: SyncStatus) -> None:
+        """Insert or replace the status row of (agent_id, appointment_id, account)."""
+
+    @abstractmethod
+    async def delete_status(self, agent_id: str, appointment_id: str, account: str) -> None: ...
+
+    @abstractmethod
+    async def put_calendar_state(self, state: CalendarState) -> None: ...
+
+    @abstractmethod
+    async def audit(self, entity: str, entity_id: str, action: str, **detail: Any) -> None:
+        """Add an audit entry (the put/delete methods above already add their own)."""
+
+
+class Store(ABC):
+    """Reads, transactions and lifecycle of one hub database."""
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect and migrate the schema to the current version."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    def transaction(self, origin: str) -> AbstractAsyncContextManager[Tx]:
+        """One write transaction; only one is open at a time (single writer)."""
+
+    @abstractmethod
+    def add_listener(self, listener: ChangeListener) -> None:
+        """Call ``listener(origin, agent_ids)`` after each commit that changed appointments."""
+
+    @abstractmethod
+    async def schema_version(self) -> int: ...
+
+    # agents ------------------------------------------------------------------------------
+    @abstractmethod
+    async def get_agent(self, agent_id: str) -> Agent | None: ...
+
+    @abstractmethod
+    async def get_agent_by_feed_token(self, token: str) -> Agent | None: ...
+
+    @abstractmethod
+    async def list_agents(self) -> list[Agent]: ...
+
+    # requests ----------------------------------------------------------------------------
+    @abstractmethod
+    async def get_request(self, request_id: str) -> Request | None: ...
+
+    # appointments ------------------------------------------------------------------------
+    @abstractmethod
+    async def get_appointment(
+        self, appointment_id: str, *, include_deleted: bool = False
+    ) -> Appointment | None: ...
+
+    @abstractmethod
+    async def list_appointments(
+        self,
+        *,
+        agent_id: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        request_id: str | None = None,
+        group_id: str | None = None,
+        kind: Kind | None = None,
+        include_deleted: bool = False,
+    ) -> list[Appointment]:
+        """Appointments matching every given filter; ``start``/``end`` keep those overlapping
+        [start, end). Ordered by start, then id."""
+
+    # approvals ---------------------------------------------------------------------------
+    @abstractmethod
+    async def get_approval(self, approval_id: str) -> Approval | None: ...
+
+    @abstractmethod
+    async def list_approvals(self, *, pending_only: bool = True) -> list[Approval]: ...
+
+    # conflicts ---------------------------------------------------------------------------
+    @abstractmethod
+    async def list_conflicts(
+        self, *, agent_id: str | None = None, limit: int = 100
+    ) -> list[Conflict]:
+        """Newest first."""
+
+    # sync --------------------------------------------------------------------------------
+    @abstractmethod
+    async def list_status(self, agent_id: str, account: str) -> list[SyncStatus]: ...
+
+    @abstractmethod
+    async def get_calendar_state(self, agent_id: str) -> CalendarState | None: ...
+
+    @abstractmethod
+    async def list_calendar_states(self) -> list[CalendarState]: ...
+
+    # audit -------------------------------------------------------------------------------
+    @abstractmethod
+    async def list_audit(
+        self, *, entity_id: str | None = None, limit: int = 100
+    ) -> list[AuditEntry]:
+        """Newest first."""
+
+    async def __aenter__(self) -> Store:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+__all__ = ["ChangeListener", "Store", "Tx"]
