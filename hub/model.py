@@ -208,3 +208,27 @@ class AuditEntry:
     entity_id: str
     action: str
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class PassResult:
+    """The outcome of one sync pass of one agent calendar.
+
+    ``result``: ``ok``; ``failed`` (transient errors outlasted the retries); ``needs-attention``
+    (auth refused, calendar missing); ``stopped`` (a safety stop, such as a remote calendar that
+    suddenly came back empty); ``skipped`` (no account, or a pass already running).
+    """
+
+    agent_id: str
+    account: str | None
+    result: str
+    error: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)  # pushed, pulled, deleted, conflicts...
+    skipped_items: list[str] = field(default_factory=list)  # "remote-or-hub-id: reason"
+    requests: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.result in ("ok", "skipped")
