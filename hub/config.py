@@ -45,6 +45,7 @@ class HubSettings:
     subject_template: str = DEFAULT_SUBJECT_TEMPLATE
     body_template: str = DEFAULT_BODY_TEMPLATE
     max_concurrent_syncs: int = 8  # agent passes running at once, all accounts together
+    timezone: str = ""  # IANA zone template times are shown in; empty: the machine's zone
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,251 @@
+"""Rendering: the subject and body templates, and the external event of a hub appointment.
+
+Templates are a tiny language of our own: ``{field}`` substitutes one of :data:`FIELDS`,
+``{{`` and ``}}`` are literal braces, and nothing else is special. User templates never go
+through :meth:`str.format`, so ``{x.__class__}``, ``{0}`` or ``{note!r:>10}`` are template
+errors (reported by :func:`check_template` at config load), not a way into Python objects.
+
+:func:`render_event` never raises for a missing value: an absent request, agent e-mail or note
+renders as an empty string.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from hub.model import Agent, Appointment, Kind, Request
+from hub.spec import EventData, ShowAs
+
+if TYPE_CHECKING:  # hub.config imports this module to check templates at load
+    from hub.config import HubSettings
+
+FIELDS: Mapping[str, str] = {
+    "request_id": "the request's id (empty for an appointment without a request)",
+    "request_subject": "the request's subject (a manual appointment's own subject when set)",
+    "subject": "the appointment's own subject, else the request's subject",
+    "customer": "the request's customer",
+    "note": "the appointment's note",
+    "agent_name": "the agent's name",
+    "agent_email": "the agent's e-mail address",
+    "agent_id": "the agent's id",
+    "kind": "what the appointment is: Planned work, Logged action, Appointment, External",
+    "start": "start in the hub's time zone, e.g. 2026-05-04 09:00 (all-day: 2026-05-04)",
+    "end": "end in the hub's time zone (all-day: the last day, inclusive)",
+    "date": "the start date, e.g. 2026-05-04",
+    "duration_minutes": "the length in minutes",
+}
+
+KIND_LABELS: Mapping[Kind, str] = {
+    Kind.PLANNED: "Planned work",
+    Kind.ACTION: "Logged action",
+    Kind.MANUAL: "Appointment",
+    Kind.EXTERNAL: "External",
+}
+
+CATEGORY = "calhub"
+_SHOW_AS: frozenset[str] = frozenset({"busy", "free", "tentative", "oof"})
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# An empty "[#]" left by a template like "[#{request_id}] ..." when there is no request.
+_EMPTY_ID_PREFIX = re.compile(r"\[#\]\s*")
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    name: str
+
+
+_Piece = str | _Field
+
+
+def _parse(template: str) -> tuple[list[_Piece], list[str]]:
+    """Split a template into literal text and fields, collecting every problem.
+
+    A malformed part is kept as literal text, so rendering an unchecked template still
+    produces something readable instead of failing.
+    """
+    pieces: list[_Piece] = []
+    problems: list[str] = []
+    literal: list[str] = []
+    i, n = 0, len(template)
+    while i < n:
+        ch = template[i]
+        if ch in "{}" and template.startswith(ch * 2, i):
+            literal.append(ch)
+            i += 2
+            continue
+        if ch == "}":
+            problems.append(f"unbalanced '}}' at position {i + 1} (write '}}}}' for a brace)")
+            literal.append(ch)
+            i += 1
+            continue
+        if ch != "{":
+            literal.append(ch)
+            i += 1
+            continue
+        close = template.find("}", i + 1)
+        nested = template.find("{", i + 1)
+        if close < 0 or 0 <= nested < close:
+            problems.append(f"unbalanced '{{' at position {i + 1} (write '{{{{' for a brace)")
+            literal.append(ch)
+            i += 1
+            continue
+        inner = template[i + 1 : close]
+        problem = _field_problem(inner)
+        if problem:
+            problems.append(problem)
+            literal.append(template[i : close + 1])
+        else:
+            if literal:
+                pieces.append("".join(literal))
+                literal = []
+            pieces.append(_Field(inner))
+        i = close + 1
+    if literal:
+        pieces.append("".join(literal))
+    return pieces, problems
+
+
+def _field_problem(inner: str) -> str | None:
+    if not inner:
+        return "empty field '{}': name a field"
+    name = _IDENTIFIER.match(inner)
+    if name is None or name.end() != len(inner):
+        if name is not None and inner[name.end()] in ".[!:":
+            return (
+                f"'{{{inner}}}': attribute, index, conversion and format syntax are not "
+                f"supported; write a plain field such as '{{{name.group()}}}'"
+            )
+        return f"'{{{inner}}}' is not a field name; known fields: {', '.join(FIELDS)}"
+    if inner not in FIELDS:
+        return f"unknown field '{inner}'; known fields: {', '.join(FIELDS)}"
+    return None
+
+
+def check_template(template: str) -> list[str]:
+    """The problems of ``template`` (unknown field, unbalanced brace, unsupported syntax)."""
+    return _parse(template)[1]
+
+
+def render_template(template: str, values: Mapping[str, str]) -> str:
+    """Substitute ``values`` into ``template``; a field without a value renders empty."""
+    pieces, _ = _parse(template)
+    return "".join(p if isinstance(p, str) else values.get(p.name, "") for p in pieces)
+
+
+def hub_zone(settings: HubSettings) -> tzinfo | None:
+    """The zone times are shown in: ``hub.timezone``, else the machine's local zone (None)."""
+    if not settings.timezone:
+        return None
+    try:
+        return ZoneInfo(settings.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None  # refused at config load; a hand-built settings object falls back
+
+
+def _local(value: datetime, zone: tzinfo | None) -> datetime:
+    return _aware(value).astimezone(zone)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _readable(value: datetime | date, zone: tzinfo | None) -> str:
+    if isinstance(value, datetime):
+        return _local(value, zone).strftime("%Y-%m-%d %H:%M")
+    return value.isoformat()
+
+
+def _minutes(start: datetime | date, end: datetime | date) -> int:
+    if isinstance(start, datetime) and isinstance(end, datetime):
+        return max(0, int((_aware(end) - _aware(start)).total_seconds() // 60))
+    if not isinstance(start, datetime) and not isinstance(end, datetime):
+        return max(0, (end - start).days * 24 * 60)
+    return 0
+
+
+def template_values(
+    appt: Appointment, agent: Agent, request: Request | None, settings: HubSettings
+) -> dict[str, str]:
+    """The value of every template field for one appointment."""
+    zone = hub_zone(settings)
+    own_subject = appt.subject if appt.kind is Kind.MANUAL else ""
+    request_subject = own_subject or (request.subject if request else "") or appt.subject
+    start, end = appt.start, appt.end
+    if isinstance(start, datetime):
+        day = _local(start, zone).date().isoformat()
+        last = _readable(end, zone)
+    else:
+        day = start.isoformat()
+        # An all-day end is exclusive; people read "until" as the last day.
+        last = (end - timedelta(days=1)).isoformat() if end > start else end.isoformat()
+    return {
+        "request_id": appt.request_id or (request.id if request else "") or "",
+        "request_subject": request_subject,
+        "subject": appt.subject or request_subject,
+        "customer": request.customer if request else "",
+        "note": appt.note,
+        "agent_name": agent.name,
+        "agent_email": agent.email,
+        "agent_id": agent.id,
+        "kind": KIND_LABELS.get(appt.kind, str(appt.kind)),
+        "start": _readable(start, zone),
+        "end": last,
+        "date": day,
+        "duration_minutes": str(_minutes(start, end)),
+    }
+
+
+def _show_as(value: str) -> ShowAs:
+    return value if value in _SHOW_AS else "busy"  # type: ignore[return-value]
+
+
+def render_event(
+    appt: Appointment, agent: Agent, request: Request | None, settings: HubSettings
+) -> EventData:
+    """The external event of a hub appointment, as providers write it.
+
+    An external (imported) appointment renders its stored content as is. A subject or body
+    edited remotely on a manual appointment (``subject_override``/``body_override``) renders
+    verbatim; otherwise the templates of ``settings`` apply.
+    """
+    if appt.kind is Kind.EXTERNAL:
+        return EventData(
+            subject=appt.subject,
+            start=appt.start,
+            end=appt.end,
+            body=appt.note,
+            location=appt.location,
+            private=appt.private,
+            show_as=_show_as(appt.show_as),
+        )
+    values = template_values(appt, agent, request, settings)
+    if appt.subject_override is not None:
+        subject = appt.subject_override
+    else:
+        subject = render_template(settings.subject_template, values)
+        if not values["request_id"]:
+            subject = _EMPTY_ID_PREFIX.sub("", subject)
+        # A calendar entry without a title is unreadable; name at least what it is.
+        subject = subject.strip() or values["kind"]
+    if appt.body_override is not None:
+        body = appt.body_override
+    else:
+        body = render_template(settings.body_template, values).strip()
+    return EventData(
+        subject=subject,
+        start=appt.start,
+        end=appt.end,
+        body=body,
+        location=appt.location,
+        private=appt.private,
+        show_as=_show_as(appt.show_as),
+        reminder_minutes=settings.reminder_minutes,
+        categories=(CATEGORY, values["kind"]),
+        colour=agent.colour,
+    )
