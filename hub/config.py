@@ -7,13 +7,22 @@ command line prints them and exits with status 2.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from enum import StrEnum
 from pathlib import Path
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
+from hub.durations import parse_duration
 from hub.model import Agent, ConflictPolicy, Policy, RemoteDelete
-from hub.spec import AccountConfig, ProviderRegistry
+from hub.render import check_template
+from hub.spec import AccountConfig, Option, ProviderRegistry
 
 DEFAULT_SUBJECT_TEMPLATE = "[#{request_id}] {request_subject}"
 DEFAULT_BODY_TEMPLATE = "{note}"
@@ -77,10 +86,409 @@ class Config:
     path: Path | None = None  # None: the embedded default
 
 
+# --------------------------------------------------------------------------- loading
+
+T = TypeVar("T")
+E = TypeVar("E", bound=StrEnum)
+
+_COLOUR = re.compile(r"#[0-9A-Fa-f]{6}")
+_AGENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]*")
+_TOML_TYPES: Mapping[type, str] = {
+    bool: "boolean",
+    int: "integer",
+    float: "float",
+    str: "string",
+    dict: "table",
+    list: "array",
+}
+
+
+def _describe(value: object) -> str:
+    kind = next((name for t, name in _TOML_TYPES.items() if isinstance(value, t)), None)
+    if kind in ("table", "array"):
+        return f"a {kind}"
+    return f"{kind or type(value).__name__} {value!r}"
+
+
+def _typed(expected: type[T], label: str) -> Callable[[object], T]:
+    """A converter accepting exactly ``expected`` (a bool is not an integer here)."""
+
+    def convert(value: object) -> T:
+        if isinstance(value, expected) and not (expected is not bool and isinstance(value, bool)):
+            return value
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)  # type: ignore[return-value]
+        raise ValueError(f"expected {label}, got {_describe(value)}")
+
+    return convert
+
+
+_str = _typed(str, "a string")
+_bool = _typed(bool, "true or false")
+_int = _typed(int, "an integer")
+
+
+def _at_least(low: int) -> Callable[[object], int]:
+    def convert(value: object) -> int:
+        number = _int(value)
+        if number < low:
+            raise ValueError(f"must be at least {low}, got {number}")
+        return number
+
+    return convert
+
+
+def _choice(enum: type[E], allowed: tuple[E, ...] | None = None) -> Callable[[object], E]:
+    options = allowed or tuple(enum)
+
+    def convert(value: object) -> E:
+        text = _str(value)
+        if text not in options:
+            names = ", ".join(repr(str(o)) for o in options)
+            raise ValueError(f"{text!r} is not one of {names}")
+        return enum(text)
+
+    return convert
+
+
+def _duration(value: object) -> timedelta:
+    span = parse_duration(value)
+    if span <= timedelta(0):
+        raise ValueError(f"must be longer than zero, got {value!r}")
+    return span
+
+
+def _reminder(value: object) -> int | None:
+    # TOML has no null: `false` says "no reminder".
+    if value is False:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ValueError(f"expected minutes (an integer >= 0) or false, got {_describe(value)}")
+
+
+def _template(value: object) -> str:
+    text = _str(value)
+    problems = check_template(text)
+    if problems:
+        raise ValueError("\n".join(problems))
+    return text
+
+
+def _colour(value: object) -> str:
+    text = _str(value)
+    if not _COLOUR.fullmatch(text):
+        raise ValueError(f"expected a colour written '#rrggbb', got {text!r}")
+    return text.lower()
+
+
+def _zone(value: object) -> str:
+    text = _str(value)
+    if text:
+        try:
+            ZoneInfo(text)
+        except (ValueError, LookupError):  # ZoneInfoNotFoundError is a KeyError
+            hint = "use an IANA name such as 'Europe/Paris'"
+            raise ValueError(f"unknown time zone {text!r} ({hint})") from None
+    return text
+
+
+def _listen(value: object) -> str:
+    text = _str(value)
+    host, sep, port = text.rpartition(":")
+    hint = "expected 'host:port', e.g. '127.0.0.1:8765' or '[::1]:8765'"
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"{hint}, got {text!r}")
+    if not 0 < int(port) < 65536:
+        raise ValueError(f"port {port} is out of range 1-65535")
+    if host.startswith("["):
+        if not host.endswith("]"):
+            raise ValueError(f"{hint}, got {text!r}")
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise ValueError(f"{host[1:-1]!r} is not an IPv6 address") from None
+    elif ":" in host:
+        raise ValueError(f"write an IPv6 address in brackets, e.g. '[{host}]:{port}'")
+    return text
+
+
+def _agent_id(value: object) -> str:
+    text = _str(value)
+    if not _AGENT_ID.fullmatch(text):
+        raise ValueError(
+            f"{text!r} is not a valid agent id (letters, digits and . _ @ -, "
+            "starting with a letter or digit)"
+        )
+    return text
+
+
+class _Table:
+    """Reads one TOML table, adding a ``key.path: reason`` problem per bad or unknown key."""
+
+    def __init__(self, data: Mapping[str, Any], path: str, problems: list[str]) -> None:
+        self.data = data
+        self.path = path
+        self.problems = problems
+        self.seen: set[str] = set()
+
+    def key(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def problem(self, key: str, reason: str) -> None:
+        self.problems.extend(f"{self.key(key)}: {line}" for line in reason.splitlines())
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def take(self, key: str, convert: Callable[[object], T], default: T) -> T:
+        """The converted value of ``key``, or ``default`` when absent or bad (then recorded)."""
+        self.seen.add(key)
+        if key not in self.data:
+            return default
+        try:
+            return convert(self.data[key])
+        except ValueError as exc:
+            self.problem(key, str(exc))
+            return default
+
+    def table(self, key: str) -> _Table:
+        """The sub-table ``key`` (empty when absent or not a table, which is recorded)."""
+        self.seen.add(key)
+        value = self.data.get(key, {})
+        if not isinstance(value, dict):
+            self.problem(key, f"expected a table, got {_describe(value)}")
+            value = {}
+        return _Table(value, self.key(key), self.problems)
+
+    def unknown(self, known: list[str] | None = None) -> None:
+        """Record every key that was not read."""
+        for key in self.data:
+            if key not in self.seen:
+                hint = f"; known keys: {', '.join(known)}" if known else ""
+                self.problem(key, f"unknown key{hint}")
+
+
+def _hub(t: _Table) -> HubSettings:
+    d = HubSettings()
+    settings = HubSettings(
+        database=t.take("database", _str, d.database),
+        sync_interval=t.take("sync_interval", _duration, d.sync_interval),
+        days_past=t.take("days_past", _at_least(0), d.days_past),
+        days_future=t.take("days_future", _at_least(0), d.days_future),
+        default_estimate=t.take("default_estimate", _duration, d.default_estimate),
+        create_appointments=t.take("create_appointments", _choice(Policy), d.create_appointments),
+        action_appointments=t.take("action_appointments", _bool, d.action_appointments),
+        import_external=t.take("import_external", _bool, d.import_external),
+        conflict=t.take("conflict", _choice(ConflictPolicy), d.conflict),
+        remote_delete=t.take("remote_delete", _choice(RemoteDelete), d.remote_delete),
+        reminder_minutes=t.take("reminder_minutes", _reminder, d.reminder_minutes),
+        subject_template=t.take("subject_template", _template, d.subject_template),
+        body_template=t.take("body_template", _template, d.body_template),
+        max_concurrent_syncs=t.take("max_concurrent_syncs", _at_least(1), d.max_concurrent_syncs),
+        timezone=t.take("timezone", _zone, d.timezone),
+    )
+    if not settings.database:
+        t.problem("database", "must name a file")
+    t.unknown(sorted(t.seen))
+    return settings
+
+
+def _admin(t: _Table, env: Mapping[str, str]) -> AdminSettings:
+    d = AdminSettings()
+    listen = t.take("listen", _listen, d.listen)
+    token_env = t.take("token_env", _str, d.token_env)
+    t.unknown(sorted(t.seen))
+    return AdminSettings(listen=listen, token_env=token_env, token=env.get(token_env) or None)
+
+
+def _option_value(option: Option, value: object) -> object:
+    if option.type in _TOML_TYPES:
+        label = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+        return _typed(option.type, label.get(option.type, option.type.__name__))(value)
+    if isinstance(value, option.type):
+        return value
+    try:  # e.g. Path: built from the string the file holds
+        return option.type(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"expected {option.type.__name__}, got {_describe(value)}: {exc}"
+        ) from None
+
+
+def _secret(t: _Table, option: Option, env: Mapping[str, str]) -> object:
+    key, env_key, file_key = option.key, f"{option.key}_env", f"{option.key}_file"
+    t.seen.update((key, env_key, file_key))
+    if t.has(key):
+        t.problem(key, f"secrets are not written in the file; use {env_key} or {file_key}")
+        return None
+    if t.has(env_key) and t.has(file_key):
+        t.problem(key, f"set either {env_key} or {file_key}, not both")
+        return None
+    if t.has(env_key):
+        name = t.take(env_key, _str, "")
+        value = env.get(name) if name else None
+        if name and not value:
+            t.problem(env_key, f"environment variable {name} is not set")
+        return value
+    if t.has(file_key):
+        name = t.take(file_key, _str, "")
+        if not name:
+            return None
+        try:
+            return Path(name).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            t.problem(file_key, f"cannot read {name}: {getattr(exc, 'strerror', None) or exc}")
+            return None
+    if option.required:
+        t.problem(key, f"required; set {env_key} (environment variable) or {file_key}")
+    return option.default
+
+
+def _account(
+    name: str, t: _Table, registry: ProviderRegistry, env: Mapping[str, str]
+) -> AccountConfig | None:
+    provider = t.take("provider", _str, "")
+    if not provider:
+        if not t.has("provider"):
+            t.problem("provider", f"required; registered providers: {_names(registry)}")
+        return None
+    cls = registry.get(provider)
+    if cls is None:
+        t.problem("provider", f"unknown provider {provider!r}; registered: {_names(registry)}")
+        return None
+    options: dict[str, object] = {}
+    for option in cls.options:
+        if option.secret:
+            options[option.key] = _secret(t, option, env)
+            continue
+        if option.required and not t.has(option.key):
+            t.seen.add(option.key)
+            t.problem(option.key, f"required by provider {provider!r}")
+            continue
+        options[option.key] = t.take(
+            option.key, lambda v, o=option: _option_value(o, v), option.default
+        )
+    known = sorted(
+        k
+        for o in cls.options
+        for k in ((f"{o.key}_env", f"{o.key}_file") if o.secret else (o.key,))
+    )
+    t.unknown(["provider", *known])
+    return AccountConfig(name=name, provider=provider, options=options)
+
+
+def _names(registry: ProviderRegistry) -> str:
+    return ", ".join(registry.names()) or "(none)"
+
+
+_AGENT_KEYS = [
+    "id",
+    "name",
+    "email",
+    "account",
+    "calendar",
+    "create_appointments",
+    "import_external",
+    "colour",
+]
+
+
+def _agents(
+    value: object, accounts: Mapping[str, AccountConfig], bad: set[str], problems: list[str]
+) -> tuple[Agent, ...]:
+    """``[[agents]]``; ``bad`` holds accounts that exist but were refused (no second line)."""
+    if not isinstance(value, list):
+        problems.append(f"agents: expected [[agents]] tables, got {_describe(value)}")
+        return ()
+    agents: list[Agent] = []
+    first_index: dict[str, int] = {}
+    for i, entry in enumerate(value):
+        path = f"agents[{i}]"
+        if not isinstance(entry, dict):
+            problems.append(f"{path}: expected a table, got {_describe(entry)}")
+            continue
+        t = _Table(entry, path, problems)
+        if not t.has("id"):
+            t.problem("id", "required")
+        agent_id = t.take("id", _agent_id, "")
+        account = t.take("account", _str, "") or None
+        if account is not None and account not in accounts and account not in bad:
+            known = ", ".join(repr(a) for a in sorted(accounts)) or "none configured"
+            t.problem("account", f"no account named {account!r} (accounts: {known})")
+        agent = Agent(
+            id=agent_id,
+            name=t.take("name", _str, "") or agent_id,
+            email=t.take("email", _str, ""),
+            account=account,
+            calendar=t.take("calendar", _str, ""),
+            create_appointments=t.take(
+                "create_appointments",
+                _choice(Policy, (Policy.NEVER, Policy.ALWAYS, Policy.ASK)),
+                None,
+            ),
+            import_external=t.take("import_external", _bool, None),
+            colour=t.take("colour", _colour, None),
+            source="config",
+        )
+        t.unknown(_AGENT_KEYS)
+        if not agent_id:
+            continue
+        if agent_id in first_index:
+            t.problem(
+                "id", f"duplicate agent id {agent_id!r} (also agents[{first_index[agent_id]}])"
+            )
+            continue
+        first_index[agent_id] = i
+        agents.append(agent)
+    return tuple(agents)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            [f"{path}: cannot read the configuration: {exc.strerror or exc}"]
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: not UTF-8 text: {exc.reason}"]) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        # The message already names the line and column: "Expected '=' (at line 3, column 7)".
+        raise ConfigError([f"{path}: invalid TOML: {exc}"]) from None
+
+
 def load_config(
     path: Path | None,
     registry: ProviderRegistry,
     env: Mapping[str, str] | None = None,
 ) -> Config:
-    """Read and validate ``path`` (None: the embedded default). Raises :class:`ConfigError`."""
-    raise NotImplementedError  # implemented by the core-config work
+    """Read and validate ``path`` (None: the embedded default). Raises :class:`ConfigError`
+    with every problem found, one ``key.path: reason`` line each."""
+    env = os.environ if env is None else env
+    if path is None:
+        admin = AdminSettings()
+        return Config(admin=AdminSettings(token=env.get(admin.token_env) or None))
+    problems: list[str] = []
+    root = _Table(_read(path), "", problems)
+    hub = _hub(root.table("hub"))
+    admin = _admin(root.table("admin"), env)
+    accounts: dict[str, AccountConfig] = {}
+    refused: set[str] = set()
+    account_tables = root.table("accounts")
+    for name in account_tables.data:
+        section = account_tables.table(name)
+        shaped = isinstance(account_tables.data[name], dict)
+        account = _account(name, section, registry, env) if shaped else None
+        if account is None:
+            refused.add(name)
+        else:
+            accounts[name] = account
+    root.seen.add("agents")
+    agents = _agents(root.data.get("agents", []), accounts, refused, problems)
+    root.unknown(["hub", "admin", "accounts", "agents"])
+    if problems:
+        raise ConfigError(problems)
+    return Config(hub=hub, admin=admin, accounts=accounts, agents=agents, path=path)

@@ -111,18 +111,21 @@ def _parse(template: str) -> tuple[list[_Piece], list[str]]:
 
 
 def _field_problem(inner: str) -> str | None:
+    known = ", ".join(FIELDS)
     if not inner:
         return "empty field '{}': name a field"
     name = _IDENTIFIER.match(inner)
     if name is None or name.end() != len(inner):
         if name is not None and inner[name.end()] in ".[!:":
+            plain = name.group()
+            hint = f"write '{{{plain}}}'" if plain in FIELDS else f"known fields: {known}"
             return (
                 f"'{{{inner}}}': attribute, index, conversion and format syntax are not "
-                f"supported; write a plain field such as '{{{name.group()}}}'"
+                f"supported; {hint}"
             )
-        return f"'{{{inner}}}' is not a field name; known fields: {', '.join(FIELDS)}"
+        return f"'{{{inner}}}' is not a field name; known fields: {known}"
     if inner not in FIELDS:
-        return f"unknown field '{inner}'; known fields: {', '.join(FIELDS)}"
+        return f"unknown field '{inner}'; known fields: {known}"
     return None
 
 

@@ -166,7 +166,7 @@ def test_valid_templates_have_no_problems() -> None:
     ("template", "expected"),
     [
         ("{x.__class__}", "attribute, index, conversion and format syntax"),
-        ("{note.__class__.__mro__}", "attribute, index"),
+        ("{note.__class__.__mro__}", "are not supported; write '{note}'"),
         ("{note[0]}", "attribute, index"),
         ("{note!r}", "attribute, index"),
         ("{note:>10}", "attribute, index"),
