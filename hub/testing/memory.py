@@ -1,0 +1,255 @@
+"""The memory provider: the reference implementation of the provider contract.
+
+``MemoryProvider`` (provider name ``memory``) talks to a :class:`MemoryServer`, an in-process
+calendar server with etags, a change log, expiring cursors and fault knobs. Tests pass a
+server they hold (``AccountConfig(..., options={"server": server})``) to play the agent and
+the network; the command line uses ``state_file`` so that ``calhub sync`` run in separate
+processes sees one server::
+
+    [accounts.demo]
+    provider = "memory"
+    state_file = "memory-calendars.json"   # loaded on open, saved after each write
+    latency_ms = 20                         # simulated latency per request
+    max_batch = 20
+
+It is registered like any third-party plugin, through the ``calhub.providers`` entry point
+``memory = "hub.testing.memory"`` and the hook implementation below.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import anyio
+import anyio.to_thread
+
+from hub.spec import (
+    AccountConfig,
+    CalendarRef,
+    CheckItem,
+    EventData,
+    FetchResult,
+    Option,
+    PermanentError,
+    Provider,
+    ProviderError,
+    ProviderRegistry,
+    PushItem,
+    PushOutcome,
+    RemoteEvent,
+    Telemetry,
+    Window,
+    hookimpl,
+)
+from hub.testing.memory_codec import read_text, write_atomic
+from hub.testing.memory_server import MemoryServer, SimulatedCrash, StoredEvent, cal_key
+
+__all__ = [
+    "MemoryProvider",
+    "MemoryServer",
+    "SimulatedCrash",
+    "StoredEvent",
+    "cal_key",
+    "calhub_register_providers",
+]
+
+DEFAULT_MAX_BATCH = 20
+
+
+def _number(options: Any, key: str, default: float, minimum: float, account: str) -> float:
+    value = options.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+        raise ValueError(f"accounts.{account}.{key}: expected a number >= {minimum}, got {value!r}")
+    return value
+
+
+class MemoryProvider(Provider):
+    """A provider backed by a :class:`MemoryServer`: delta cursors, batches of ``max_batch``,
+    server-chosen ids, one request per call (fetch, push batch, delete, get, find, check)."""
+
+    name: ClassVar[str] = "memory"
+    title: ClassVar[str] = "In-memory calendars (tests, demos, benchmarks)"
+    options: ClassVar[Sequence[Option]] = (
+        Option("state_file", str, help="JSON file holding the calendars between processes"),
+        Option("latency_ms", float, default=None, help="simulated latency of each request"),
+        Option("max_batch", int, default=DEFAULT_MAX_BATCH, help="items per push request"),
+    )
+    supports_delta: ClassVar[bool] = True
+    client_ids: ClassVar[bool] = False
+
+    def __init__(self, account: AccountConfig, telemetry: Telemetry | None = None) -> None:
+        super().__init__(account, telemetry)
+        opts = account.options
+        server = opts.get("server")
+        state_file = opts.get("state_file")
+        if server is not None and not isinstance(server, MemoryServer):
+            raise ValueError(f"accounts.{account.name}.server: expected a MemoryServer")
+        if server is not None and state_file:
+            raise ValueError(f"accounts.{account.name}: give either server or state_file")
+        self.state_file: Path | None = Path(state_file) if state_file else None
+        self.server: MemoryServer = server or MemoryServer()
+        latency = opts.get("latency_ms")
+        self._latency_ms: float | None = (
+            None if latency is None else _number(opts, "latency_ms", 0, 0, account.name)
+        )
+        # An instance attribute shadowing the class flag: the engine reads provider.max_batch.
+        self.max_batch = int(_number(opts, "max_batch", DEFAULT_MAX_BATCH, 1, account.name))
+        self.requests = 0  # requests this provider object sent (the server counts all)
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._save_lock: anyio.Lock | None = None
+        self._opened = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        if self._opened:
+            return
+        self._limiter = anyio.CapacityLimiter(1)
+        self._save_lock = anyio.Lock()
+        if self.state_file is not None:
+            self.server = await self._load(self.state_file)
+        self._opened = True
+
+    async def close(self) -> None:
+        self._opened = False
+
+    async def _load(self, path: Path) -> MemoryServer:
+        text = await anyio.to_thread.run_sync(read_text, path, limiter=self._limiter)
+        if text is None:
+            return MemoryServer()
+        try:
+            return MemoryServer.from_json(json.loads(text))
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            raise ValueError(f"accounts.{self.account.name}.state_file {path}: {exc}") from exc
+
+    async def _persist(self) -> None:
+        if self.state_file is None:
+            return
+        assert self._save_lock is not None, "MemoryProvider used before open()"
+        async with self._save_lock:
+            # Serialised on the event loop so that the snapshot is consistent; written in a
+            # thread because file I/O blocks.
+            text = json.dumps(self.server.to_json(), ensure_ascii=False)
+            await anyio.to_thread.run_sync(
+                write_atomic, self.state_file, text, limiter=self._limiter
+            )
+
+    async def _request(self, operation: str, cal: CalendarRef | None) -> float:
+        """One request's latency and faults; returns its start time for telemetry."""
+        started = time.perf_counter()
+        self.requests += 1
+        latency = self.server.latency_ms if self._latency_ms is None else self._latency_ms
+        if latency:
+            await anyio.sleep(latency / 1000)
+        try:
+            self.server.begin_request(operation, cal)
+        except ProviderError as exc:
+            self._report(operation, type(exc).__name__, started)
+            raise
+        return started
+
+    def _report(self, operation: str, status: str, started: float) -> None:
+        self.telemetry.request(self.account.name, operation, status, time.perf_counter() - started)
+
+    async def _crash(self, what: str) -> None:
+        await self._persist()  # the write is done: it survives the crash
+        raise SimulatedCrash(f"simulated crash after {what}")
+
+    # ------------------------------------------------------------------ the contract
+
+    async def fetch(self, cal: CalendarRef, window: Window, cursor: str | None) -> FetchResult:
+        started = await self._request("fetch", cal)
+        try:
+            result = self.server.handle_fetch(cal, window, cursor)
+        except ProviderError as exc:
+            self._report("fetch", type(exc).__name__, started)
+            raise
+        self._report("fetch", "ok", started)
+        return result
+
+    async def push(self, cal: CalendarRef, items: Sequence[PushItem]) -> list[PushOutcome]:
+        if not items:
+            return []
+        if len(items) > self.max_batch:
+            raise PermanentError(f"push of {len(items)} items exceeds max_batch={self.max_batch}")
+        started = await self._request("push", cal)
+        try:
+            outcomes, crashed = self.server.handle_push(cal, items)
+        except ProviderError as exc:
+            self._report("push", type(exc).__name__, started)
+            raise
+        self._report("push", "ok", started)
+        if crashed:
+            await self._crash(f"pushing {len(outcomes)} of {len(items)} items")
+        await self._persist()
+        return outcomes
+
+    async def delete(self, cal: CalendarRef, remote_id: str, version: str | None) -> None:
+        started = await self._request("delete", cal)
+        try:
+            crashed = self.server.handle_delete(cal, remote_id, version)
+        except ProviderError as exc:
+            self._report("delete", type(exc).__name__, started)
+            raise
+        self._report("delete", "ok", started)
+        if crashed:
+            await self._crash(f"deleting {remote_id}")
+        await self._persist()
+
+    async def get(self, cal: CalendarRef, remote_id: str) -> RemoteEvent:
+        started = await self._request("get", cal)
+        try:
+            event = self.server.handle_get(cal, remote_id)
+        except ProviderError as exc:
+            self._report("get", type(exc).__name__, started)
+            raise
+        self._report("get", "ok", started)
+        return event
+
+    async def find(self, cal: CalendarRef, hub_ids: Sequence[str]) -> dict[str, RemoteEvent]:
+        if not hub_ids:
+            return {}
+        started = await self._request("find", cal)
+        try:
+            found = self.server.handle_find(cal, hub_ids)
+        except ProviderError as exc:
+            self._report("find", type(exc).__name__, started)
+            raise
+        self._report("find", "ok", started)
+        return found
+
+    async def check(self, cals: Sequence[CalendarRef], write: bool = False) -> list[CheckItem]:
+        where = str(self.state_file) if self.state_file else "in-process server"
+        items = [CheckItem("connect", True, where)]
+        for cal in cals:
+            label = f"{cal.mailbox} {cal.calendar or '(default calendar)'}"
+            try:
+                await self._request("check", cal)
+                events = self.server.calendar(cal).events
+                items.append(CheckItem(f"read {label}", True, f"{len(events)} events"))
+                if write:
+                    items.append(await self._probe(cal, label))
+            except ProviderError as exc:
+                items.append(CheckItem(f"read {label}", False, str(exc)))
+        return items
+
+    async def _probe(self, cal: CalendarRef, label: str) -> CheckItem:
+        now = datetime.now(UTC).replace(microsecond=0)
+        probe = EventData("calhub write probe", now, now)
+        try:
+            result = await self.push_one(cal, PushItem(f"calhub-probe-{time.time_ns()}", probe))
+            await self.delete(cal, result.remote_id, result.version)
+        except ProviderError as exc:
+            return CheckItem(f"write {label}", False, str(exc))
+        return CheckItem(f"write {label}", True, "probe event created and deleted")
+
+
+@hookimpl
+def calhub_register_providers(register: ProviderRegistry) -> None:
+    """Register the memory provider."""
+    register.add(MemoryProvider)
