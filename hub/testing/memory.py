@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -139,8 +140,9 @@ class MemoryProvider(Provider):
                 write_atomic, self.state_file, text, limiter=self._limiter
             )
 
-    async def _request(self, operation: str, cal: CalendarRef | None) -> float:
-        """One request's latency and faults; returns its start time for telemetry."""
+    @asynccontextmanager
+    async def _request(self, operation: str, cal: CalendarRef | None) -> AsyncIterator[None]:
+        """One request: latency, the server's faults, then the body; reported to telemetry."""
         started = time.perf_counter()
         self.requests += 1
         latency = self.server.latency_ms if self._latency_ms is None else self._latency_ms
@@ -148,10 +150,11 @@ class MemoryProvider(Provider):
             await anyio.sleep(latency / 1000)
         try:
             self.server.begin_request(operation, cal)
+            yield
         except ProviderError as exc:
             self._report(operation, type(exc).__name__, started)
             raise
-        return started
+        self._report(operation, "ok", started)
 
     def _report(self, operation: str, status: str, started: float) -> None:
         self.telemetry.request(self.account.name, operation, status, time.perf_counter() - started)
@@ -163,65 +166,37 @@ class MemoryProvider(Provider):
     # ------------------------------------------------------------------ the contract
 
     async def fetch(self, cal: CalendarRef, window: Window, cursor: str | None) -> FetchResult:
-        started = await self._request("fetch", cal)
-        try:
-            result = self.server.handle_fetch(cal, window, cursor)
-        except ProviderError as exc:
-            self._report("fetch", type(exc).__name__, started)
-            raise
-        self._report("fetch", "ok", started)
-        return result
+        async with self._request("fetch", cal):
+            return self.server.handle_fetch(cal, window, cursor)
 
     async def push(self, cal: CalendarRef, items: Sequence[PushItem]) -> list[PushOutcome]:
         if not items:
             return []
         if len(items) > self.max_batch:
             raise PermanentError(f"push of {len(items)} items exceeds max_batch={self.max_batch}")
-        started = await self._request("push", cal)
-        try:
+        async with self._request("push", cal):
             outcomes, crashed = self.server.handle_push(cal, items)
-        except ProviderError as exc:
-            self._report("push", type(exc).__name__, started)
-            raise
-        self._report("push", "ok", started)
         if crashed:
             await self._crash(f"pushing {len(outcomes)} of {len(items)} items")
         await self._persist()
         return outcomes
 
     async def delete(self, cal: CalendarRef, remote_id: str, version: str | None) -> None:
-        started = await self._request("delete", cal)
-        try:
+        async with self._request("delete", cal):
             crashed = self.server.handle_delete(cal, remote_id, version)
-        except ProviderError as exc:
-            self._report("delete", type(exc).__name__, started)
-            raise
-        self._report("delete", "ok", started)
         if crashed:
             await self._crash(f"deleting {remote_id}")
         await self._persist()
 
     async def get(self, cal: CalendarRef, remote_id: str) -> RemoteEvent:
-        started = await self._request("get", cal)
-        try:
-            event = self.server.handle_get(cal, remote_id)
-        except ProviderError as exc:
-            self._report("get", type(exc).__name__, started)
-            raise
-        self._report("get", "ok", started)
-        return event
+        async with self._request("get", cal):
+            return self.server.handle_get(cal, remote_id)
 
     async def find(self, cal: CalendarRef, hub_ids: Sequence[str]) -> dict[str, RemoteEvent]:
         if not hub_ids:
             return {}
-        started = await self._request("find", cal)
-        try:
-            found = self.server.handle_find(cal, hub_ids)
-        except ProviderError as exc:
-            self._report("find", type(exc).__name__, started)
-            raise
-        self._report("find", "ok", started)
-        return found
+        async with self._request("find", cal):
+            return self.server.handle_find(cal, hub_ids)
 
     async def check(self, cals: Sequence[CalendarRef], write: bool = False) -> list[CheckItem]:
         where = str(self.state_file) if self.state_file else "in-process server"
@@ -229,8 +204,8 @@ class MemoryProvider(Provider):
         for cal in cals:
             label = f"{cal.mailbox} {cal.calendar or '(default calendar)'}"
             try:
-                await self._request("check", cal)
-                events = self.server.calendar(cal).events
+                async with self._request("check", cal):
+                    events = self.server.calendar(cal).events
                 items.append(CheckItem(f"read {label}", True, f"{len(events)} events"))
                 if write:
                     items.append(await self._probe(cal, label))
