@@ -1,6 +1,6 @@
 """Hub state storage: the :class:`Store` interface and its SQLite implementation."""
 
-from hub.store.base import ChangeListener, Store, Tx
+from hub.store.base import ChangeListener, ConstraintError, Store, StoreError, Tx
 
 
 def open_store(path: str) -> Store:
@@ -10,4 +10,4 @@ def open_store(path: str) -> Store:
     return SqliteStore(path)
 
 
-__all__ = ["ChangeListener", "Store", "Tx", "open_store"]
+__all__ = ["ChangeListener", "ConstraintError", "Store", "StoreError", "Tx", "open_store"]

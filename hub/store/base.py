@@ -15,7 +15,7 @@ an agent within a second of a local change.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any
@@ -33,6 +33,18 @@ from hub.model import (
 )
 
 ChangeListener = Callable[[str, frozenset[str]], None]
+
+
+class StoreError(Exception):
+    """The database cannot be used: newer schema than the code, not a database, locked...
+
+    The message is meant for the operator (the command line prints it as is).
+    """
+
+
+class ConstraintError(StoreError, ValueError):
+    """A write refers to something that does not exist or would break a uniqueness rule
+    (an appointment for an unknown agent, a feed token already in use); nothing was written."""
 
 
 class Tx(ABC):
@@ -96,6 +108,51 @@ class Tx(ABC):
     @abstractmethod
     async def audit(self, entity: str, entity_id: str, action: str, **detail: Any) -> None:
         """Add an audit entry (the put/delete methods above already add their own)."""
+
+    # bulk writes (a backend may override them with one round trip per batch) ------------
+    async def put_appointments(self, appts: Sequence[Appointment]) -> list[Appointment]:
+        """:meth:`put_appointment` for each, in order; returns the stored records."""
+        return [await self.put_appointment(appt) for appt in appts]
+
+    async def put_statuses(self, statuses: Sequence[SyncStatus]) -> None:
+        """:meth:`put_status` for each, in order."""
+        for status in statuses:
+            await self.put_status(status)
+
+    # reads that see this transaction's own writes ----------------------------------------
+    @abstractmethod
+    async def get_agent(self, agent_id: str) -> Agent | None: ...
+
+    @abstractmethod
+    async def get_request(self, request_id: str) -> Request | None: ...
+
+    @abstractmethod
+    async def get_appointment(
+        self, appointment_id: str, *, include_deleted: bool = False
+    ) -> Appointment | None: ...
+
+    @abstractmethod
+    async def list_appointments(
+        self,
+        *,
+        agent_id: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        request_id: str | None = None,
+        group_id: str | None = None,
+        kind: Kind | None = None,
+        include_deleted: bool = False,
+    ) -> list[Appointment]:
+        """As :meth:`Store.list_appointments`."""
+
+    @abstractmethod
+    async def get_approval(self, approval_id: str) -> Approval | None: ...
+
+    @abstractmethod
+    async def list_status(self, agent_id: str, account: str) -> list[SyncStatus]: ...
+
+    @abstractmethod
+    async def get_calendar_state(self, agent_id: str) -> CalendarState | None: ...
 
 
 class Store(ABC):
@@ -193,4 +250,4 @@ class Store(ABC):
         await self.close()
 
 
-__all__ = ["ChangeListener", "Store", "Tx"]
+__all__ = ["ChangeListener", "ConstraintError", "Store", "StoreError", "Tx"]

@@ -1,0 +1,221 @@
+"""Versioned schema migrations of the SQLite store, tracked with ``PRAGMA user_version``.
+
+:data:`MIGRATIONS` is append-only: migration *n* takes a database from version *n - 1* to *n*.
+Each is applied in its own ``BEGIN IMMEDIATE`` transaction together with the new
+``user_version`` (SQLite makes the pragma part of the transaction), so a failed step leaves
+the database at the previous version, never in between. A database whose version is higher
+than the last migration was written by a newer calhub and is refused rather than guessed at.
+
+Never edit a shipped migration: add a new one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+import aiosqlite
+
+from hub.store.base import StoreError
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One schema step: the SQL statements that take version ``version - 1`` to ``version``."""
+
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+INITIAL_SCHEMA = Migration(
+    1,
+    "initial schema",
+    (
+        """CREATE TABLE agents (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            email TEXT NOT NULL DEFAULT '',
+            account TEXT,
+            calendar TEXT NOT NULL DEFAULT '',
+            create_appointments TEXT,
+            import_external INTEGER,
+            colour TEXT,
+            feed_token TEXT NOT NULL DEFAULT '',
+            source TEXT NOT NULL DEFAULT 'api',
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE requests (
+            id TEXT PRIMARY KEY,
+            subject TEXT NOT NULL DEFAULT '',
+            customer TEXT NOT NULL DEFAULT '',
+            planned_start TEXT,
+            estimate_minutes INTEGER,
+            planned_agents TEXT NOT NULL DEFAULT '[]',
+            updated_at TEXT
+        )""",
+        """CREATE TABLE appointments (
+            id TEXT PRIMARY KEY,
+            agent_id TEXT NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            start TEXT NOT NULL,
+            "end" TEXT NOT NULL,
+            all_day INTEGER NOT NULL DEFAULT 0,
+            start_utc TEXT NOT NULL,
+            end_utc TEXT NOT NULL,
+            subject TEXT NOT NULL DEFAULT '',
+            note TEXT NOT NULL DEFAULT '',
+            location TEXT NOT NULL DEFAULT '',
+            private INTEGER NOT NULL DEFAULT 0,
+            show_as TEXT NOT NULL DEFAULT 'busy',
+            request_id TEXT,
+            group_id TEXT,
+            action_id TEXT,
+            push_state TEXT NOT NULL DEFAULT 'sync',
+            subject_override TEXT,
+            body_override TEXT,
+            version INTEGER NOT NULL DEFAULT 1,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            deleted INTEGER NOT NULL DEFAULT 0,
+            deleted_at TEXT,
+            origin TEXT NOT NULL DEFAULT 'api'
+        )""",
+        "CREATE INDEX appointments_agent_start ON appointments (agent_id, start_utc)",
+        """CREATE TABLE approvals (
+            id TEXT PRIMARY KEY,
+            appointment_id TEXT NOT NULL REFERENCES appointments(id) ON DELETE CASCADE,
+            agent_id TEXT NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+            created_at TEXT NOT NULL,
+            decided_at TEXT,
+            approved INTEGER,
+            decided_by TEXT NOT NULL DEFAULT ''
+        )""",
+        # Conflicts are history, like the audit log: they outlive the agent they concern.
+        """CREATE TABLE conflicts (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            agent_id TEXT NOT NULL,
+            appointment_id TEXT NOT NULL,
+            account TEXT NOT NULL,
+            policy TEXT NOT NULL,
+            winner TEXT NOT NULL,
+            hub TEXT NOT NULL DEFAULT '{}',
+            remote TEXT NOT NULL DEFAULT '{}',
+            detail TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL
+        )""",
+        # No foreign key to appointments: the engine records a pair before or after the hub
+        # side exists (a create in flight, an external event not imported); purge removes them.
+        """CREATE TABLE sync_status (
+            agent_id TEXT NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+            account TEXT NOT NULL,
+            appointment_id TEXT NOT NULL,
+            remote_id TEXT,
+            remote_version TEXT,
+            hub_hash TEXT,
+            remote_hash TEXT,
+            state TEXT NOT NULL DEFAULT 'synced',
+            external INTEGER NOT NULL DEFAULT 0,
+            series_id TEXT,
+            start TEXT,
+            "end" TEXT,
+            updated_at TEXT,
+            PRIMARY KEY (agent_id, account, appointment_id)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE calendar_state (
+            agent_id TEXT PRIMARY KEY REFERENCES agents(id) ON DELETE CASCADE,
+            account TEXT NOT NULL,
+            calendar TEXT NOT NULL DEFAULT '',
+            cursor TEXT,
+            cursor_at TEXT,
+            last_pass_at TEXT,
+            last_result TEXT,
+            last_error TEXT,
+            needs_attention INTEGER NOT NULL DEFAULT 0,
+            allow_empty_once INTEGER NOT NULL DEFAULT 0,
+            notices TEXT NOT NULL DEFAULT '[]',
+            stats TEXT NOT NULL DEFAULT '{}'
+        )""",
+        """CREATE TABLE audit (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at TEXT NOT NULL,
+            origin TEXT NOT NULL,
+            entity TEXT NOT NULL,
+            entity_id TEXT NOT NULL,
+            action TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT '{}'
+        )""",
+    ),
+)
+
+LOOKUP_INDEXES = Migration(
+    2,
+    "indexes for the lookups by request, group, appointment and feed token; unique feed tokens",
+    (
+        # Rules A and C find a request's and a booking's entries; purge and the engine find
+        # the status rows of one appointment; the feed route finds an agent by its token;
+        # the audit view pages through one entity's history. Version 1 scanned for each.
+        "CREATE INDEX appointments_request ON appointments (request_id)"
+        " WHERE request_id IS NOT NULL",
+        "CREATE INDEX appointments_group ON appointments (group_id) WHERE group_id IS NOT NULL",
+        "CREATE INDEX sync_status_appointment ON sync_status (appointment_id)",
+        "CREATE INDEX audit_entity ON audit (entity_id, id)",
+        # A token shared by two agents would serve one agent's calendar to the other's
+        # subscribers: clear duplicates (the API issues a fresh token for an empty one), then
+        # make the token unique.
+        """UPDATE agents SET feed_token = '' WHERE feed_token IN (
+            SELECT feed_token FROM agents WHERE feed_token <> ''
+            GROUP BY feed_token HAVING COUNT(*) > 1
+        )""",
+        "CREATE UNIQUE INDEX agents_feed_token ON agents (feed_token) WHERE feed_token <> ''",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (INITIAL_SCHEMA, LOOKUP_INDEXES)
+CURRENT_VERSION = MIGRATIONS[-1].version
+
+
+async def user_version(db: aiosqlite.Connection) -> int:
+    rows = list(await db.execute_fetchall("PRAGMA user_version"))
+    return int(rows[0][0])
+
+
+async def migrate(db: aiosqlite.Connection, where: str) -> int:
+    """Bring the database on ``db`` (autocommit mode) to :data:`CURRENT_VERSION`.
+
+    Returns the version found before migrating. Raises :class:`StoreError` for a database
+    newer than this code, or when a step fails (that step is rolled back).
+    """
+    found = await user_version(db)
+    _refuse_newer(found, where)
+    for step in MIGRATIONS:
+        if step.version <= found:
+            continue
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have migrated between our read and our lock.
+            current = await user_version(db)
+            _refuse_newer(current, where)
+            if current < step.version:
+                for statement in step.statements:
+                    await db.execute(statement)
+                await db.execute(f"PRAGMA user_version = {step.version:d}")
+            await db.commit()
+        except BaseException as exc:
+            await db.rollback()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(
+                    f"{where}: schema migration {step.version} ({step.description}) failed: {exc}"
+                ) from exc
+            raise
+    return found
+
+
+def _refuse_newer(found: int, where: str) -> None:
+    if found > CURRENT_VERSION:
+        raise StoreError(
+            f"{where}: database schema version {found} is newer than this calhub supports "
+            f"({CURRENT_VERSION}); upgrade calhub or use another database file"
+        )

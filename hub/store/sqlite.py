@@ -1,0 +1,657 @@
+"""The embedded store: hub state in one SQLite file, through aiosqlite.
+
+Two connections to one WAL database:
+
+- the *writer*, in autocommit mode so that this module alone decides where transactions begin
+  and end. One write transaction at a time (an :class:`asyncio.Lock`), opened with
+  ``BEGIN IMMEDIATE`` so that another process's writer makes us wait (``busy_timeout``) at the
+  start instead of failing half-way; committed at the end of the ``async with`` block and rolled
+  back on any exception, cancellation included;
+- the *reader*, ``query_only``, used by the :class:`Store` read methods. WAL lets it read the
+  last committed state while the writer writes, so a reader never sees another coroutine's
+  uncommitted changes. Reads inside a transaction go through the :class:`Tx` and see its own
+  writes.
+
+aiosqlite runs each connection's calls in order on its own thread, which is also what keeps a
+cancelled transaction safe: the ROLLBACK queued after a cancelled statement runs after it.
+
+``":memory:"`` opens a private temporary file instead, since two connections to an in-memory
+database would see two different databases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import anyio
+
+from hub.model import (
+    Agent,
+    Appointment,
+    Approval,
+    AuditEntry,
+    CalendarState,
+    Conflict,
+    Kind,
+    Request,
+    SyncStatus,
+)
+from hub.store import codec
+from hub.store.base import ChangeListener, ConstraintError, Store, StoreError, Tx
+from hub.store.schema import migrate, user_version
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+BUSY_TIMEOUT_MS = 5000
+# SQLite allows 32766 bound parameters per statement; stay well below for IN (...) lists.
+_IN_CHUNK = 500
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _placeholders(count: int) -> str:
+    return ",".join("?" * count)
+
+
+def _chunks(items: Sequence[Any], size: int = _IN_CHUNK) -> Iterable[Sequence[Any]]:
+    for offset in range(0, len(items), size):
+        yield items[offset : offset + size]
+
+
+def _insert_sql(table: str, columns: Sequence[str]) -> str:
+    names = ", ".join(f'"{c}"' for c in columns)
+    values = ", ".join(f":{c}" for c in columns)
+    return f"INSERT INTO {table} ({names}) VALUES ({values})"
+
+
+def _upsert_sql(table: str, columns: Sequence[str], key: Sequence[str]) -> str:
+    updates = ", ".join(f'"{c}" = excluded."{c}"' for c in columns if c not in key)
+    return f"{_insert_sql(table, columns)} ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+
+
+_AUDIT_SQL = (
+    "INSERT INTO audit (at, origin, entity, entity_id, action, detail) VALUES (?, ?, ?, ?, ?, ?)"
+)
+_APPOINTMENT_INSERT = _insert_sql("appointments", codec.APPOINTMENT_COLUMNS)
+_APPOINTMENT_UPDATE = "UPDATE appointments SET {} WHERE id = :id".format(
+    ", ".join(f'"{c}" = :{c}' for c in codec.APPOINTMENT_COLUMNS if c != "id")
+)
+_AGENT_UPSERT = _upsert_sql("agents", codec.AGENT_COLUMNS, ("id",))
+_REQUEST_UPSERT = _upsert_sql("requests", codec.REQUEST_COLUMNS, ("id",))
+_STATUS_UPSERT = _upsert_sql("sync_status", codec.STATUS_COLUMNS, codec.STATUS_KEY)
+_CALENDAR_STATE_UPSERT = _upsert_sql("calendar_state", codec.CALENDAR_STATE_COLUMNS, ("agent_id",))
+
+
+class _Queries:
+    """The read side, shared by the store (reader connection) and a transaction (writer)."""
+
+    def _conn(self) -> aiosqlite.Connection:
+        raise NotImplementedError
+
+    async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        return list(await self._conn().execute_fetchall(sql, params))
+
+    async def _one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        rows = await self._rows(sql, params)
+        return rows[0] if rows else None
+
+    # agents ------------------------------------------------------------------------------
+    async def get_agent(self, agent_id: str) -> Agent | None:
+        row = await self._one("SELECT * FROM agents WHERE id = ?", (agent_id,))
+        return None if row is None else codec.agent_from_row(row)
+
+    async def get_agent_by_feed_token(self, token: str) -> Agent | None:
+        if not token:  # an agent without a token must never match an empty one
+            return None
+        row = await self._one("SELECT * FROM agents WHERE feed_token = ?", (token,))
+        return None if row is None else codec.agent_from_row(row)
+
+    async def list_agents(self) -> list[Agent]:
+        return [
+            codec.agent_from_row(r) for r in await self._rows("SELECT * FROM agents ORDER BY id")
+        ]
+
+    # requests ----------------------------------------------------------------------------
+    async def get_request(self, request_id: str) -> Request | None:
+        row = await self._one("SELECT * FROM requests WHERE id = ?", (request_id,))
+        return None if row is None else codec.request_from_row(row)
+
+    # appointments ------------------------------------------------------------------------
+    async def get_appointment(
+        self, appointment_id: str, *, include_deleted: bool = False
+    ) -> Appointment | None:
+        sql = "SELECT * FROM appointments WHERE id = ?"
+        if not include_deleted:
+            sql += " AND deleted = 0"
+        row = await self._one(sql, (appointment_id,))
+        return None if row is None else codec.appointment_from_row(row)
+
+    async def list_appointments(
+        self,
+        *,
+        agent_id: str | None = None,
+        start: datetime | date | None = None,
+        end: datetime | date | None = None,
+        request_id: str | None = None,
+        group_id: str | None = None,
+        kind: Kind | None = None,
+        include_deleted: bool = False,
+    ) -> list[Appointment]:
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("agent_id", agent_id),
+            ("request_id", request_id),
+            ("group_id", group_id),
+            ("kind", None if kind is None else Kind(kind).value),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if end is not None:
+            where.append("start_utc < ?")
+            params.append(codec.instant_key(end, "list_appointments: end"))
+        if start is not None:
+            # Overlap with [start, end): ends after the window starts; a zero-length entry
+            # counts as its instant, so one exactly at the window start is inside.
+            key = codec.instant_key(start, "list_appointments: start")
+            where.append("(end_utc > ? OR start_utc >= ?)")
+            params += [key, key]
+        if not include_deleted:
+            where.append("deleted = 0")
+        sql = "SELECT * FROM appointments"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY start_utc, id"
+        return [codec.appointment_from_row(r) for r in await self._rows(sql, params)]
+
+    # approvals ---------------------------------------------------------------------------
+    async def get_approval(self, approval_id: str) -> Approval | None:
+        row = await self._one("SELECT * FROM approvals WHERE id = ?", (approval_id,))
+        return None if row is None else codec.approval_from_row(row)
+
+    async def list_approvals(self, *, pending_only: bool = True) -> list[Approval]:
+        sql = "SELECT * FROM approvals"
+        if pending_only:
+            sql += " WHERE decided_at IS NULL"
+        sql += " ORDER BY created_at, id"
+        return [codec.approval_from_row(r) for r in await self._rows(sql)]
+
+    # conflicts ---------------------------------------------------------------------------
+    async def list_conflicts(
+        self, *, agent_id: str | None = None, limit: int = 100
+    ) -> list[Conflict]:
+        sql = "SELECT * FROM conflicts"
+        params: list[Any] = []
+        if agent_id is not None:
+            sql += " WHERE agent_id = ?"
+            params.append(agent_id)
+        sql += " ORDER BY seq DESC LIMIT ?"
+        params.append(max(0, limit))
+        return [codec.conflict_from_row(r) for r in await self._rows(sql, params)]
+
+    # sync --------------------------------------------------------------------------------
+    async def list_status(self, agent_id: str, account: str) -> list[SyncStatus]:
+        rows = await self._rows(
+            "SELECT * FROM sync_status WHERE agent_id = ? AND account = ? ORDER BY appointment_id",
+            (agent_id, account),
+        )
+        return [codec.status_from_row(r) for r in rows]
+
+    async def get_calendar_state(self, agent_id: str) -> CalendarState | None:
+        row = await self._one("SELECT * FROM calendar_state WHERE agent_id = ?", (agent_id,))
+        return None if row is None else codec.calendar_state_from_row(row)
+
+    async def list_calendar_states(self) -> list[CalendarState]:
+        rows = await self._rows("SELECT * FROM calendar_state ORDER BY agent_id")
+        return [codec.calendar_state_from_row(r) for r in rows]
+
+    # audit -------------------------------------------------------------------------------
+    async def list_audit(
+        self, *, entity_id: str | None = None, limit: int = 100
+    ) -> list[AuditEntry]:
+        sql = "SELECT * FROM audit"
+        params: list[Any] = []
+        if entity_id is not None:
+            sql += " WHERE entity_id = ?"
+            params.append(entity_id)
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(max(0, limit))
+        return [codec.audit_from_row(r) for r in await self._rows(sql, params)]
+
+
+class SqliteTx(_Queries, Tx):
+    """One write transaction on the writer connection; valid only inside its ``async with``."""
+
+    def __init__(self, db: aiosqlite.Connection, origin: str, clock: Clock) -> None:
+        self._db: aiosqlite.Connection | None = db
+        self.origin = origin
+        self._clock = clock
+        self.changed_agents: set[str] = set()
+
+    def _conn(self) -> aiosqlite.Connection:
+        if self._db is None:
+            # Outside BEGIN ... COMMIT the writer is in autocommit mode: a late write would
+            # commit on its own, outside any transaction.
+            raise StoreError("this transaction is finished; open a new one")
+        return self._db
+
+    def _finish(self) -> None:
+        self._db = None
+
+    def _now(self) -> str:
+        return codec.encode_time(self._clock())  # type: ignore[return-value]  # never None
+
+    async def _run(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        return await self._conn().execute(sql, params)  # type: ignore[return-value]
+
+    async def _run_many(self, sql: str, rows: Sequence[Any]) -> None:
+        if rows:
+            await self._conn().executemany(sql, rows)
+
+    def _audit_row(self, entity: str, entity_id: str, action: str, detail: Any) -> tuple[Any, ...]:
+        return (self._now(), self.origin, entity, entity_id, action, codec.to_json(detail))
+
+    async def _rows_in(
+        self, sql: str, ids: Sequence[str], prefix: Sequence[Any] = ()
+    ) -> list[sqlite3.Row]:
+        """Rows of ``sql`` (ending in ``IN ({})``) for ``ids``, in chunks."""
+        rows: list[sqlite3.Row] = []
+        for chunk in _chunks(list(ids)):
+            rows += await self._rows(sql.format(_placeholders(len(chunk))), (*prefix, *chunk))
+        return rows
+
+    async def _require_agents(self, agent_ids: Iterable[str], what: str) -> None:
+        wanted = sorted(set(agent_ids))
+        found = {
+            r["id"] for r in await self._rows_in("SELECT id FROM agents WHERE id IN ({})", wanted)
+        }
+        missing = [a for a in wanted if a not in found]
+        if missing:
+            raise ConstraintError(f"{what}: unknown agent {', '.join(map(repr, missing))}")
+
+    # agents ------------------------------------------------------------------------------
+    async def put_agent(self, agent: Agent) -> Agent:
+        row = codec.agent_row(agent)
+        old = await self._one("SELECT * FROM agents WHERE id = ?", (agent.id,))
+        if old is not None and codec.same_row(old, row, ignore=("created_at", "updated_at")):
+            return codec.agent_from_row(old)
+        now = self._now()
+        row["created_at"] = old["created_at"] if old is not None else row["created_at"] or now
+        row["updated_at"] = now
+        try:
+            await self._run(_AGENT_UPSERT, row)
+        except sqlite3.IntegrityError as exc:
+            raise ConstraintError(
+                f"agent {agent.id!r}: feed token is already used by another agent"
+                if "feed_token" in str(exc)
+                else f"agent {agent.id!r}: {exc}"
+            ) from exc
+        if old is None:
+            await self._write_audit("agent", agent.id, "create")
+        else:
+            # Field names only: the feed token is a secret and must not land in the log.
+            changed = sorted(
+                k for k in row if k not in ("created_at", "updated_at") and old[k] != row[k]
+            )
+            await self._write_audit("agent", agent.id, "update", changed=changed)
+        self.changed_agents.add(agent.id)
+        return codec.agent_from_row(row)
+
+    async def delete_agent(self, agent_id: str) -> bool:
+        cursor = await self._run("DELETE FROM agents WHERE id = ?", (agent_id,))
+        if cursor.rowcount == 0:
+            return False
+        await self._write_audit("agent", agent_id, "delete")
+        self.changed_agents.add(agent_id)
+        return True
+
+    # requests ----------------------------------------------------------------------------
+    async def put_request(self, request: Request) -> Request:
+        row = codec.request_row(request)
+        old = await self._one("SELECT * FROM requests WHERE id = ?", (request.id,))
+        if old is not None and codec.same_row(old, row, ignore=("updated_at",)):
+            return codec.request_from_row(old)
+        row["updated_at"] = self._now()
+        await self._run(_REQUEST_UPSERT, row)
+        await self._write_audit("request", request.id, "create" if old is None else "update")
+        return codec.request_from_row(row)
+
+    # appointments ------------------------------------------------------------------------
+    async def put_appointment(self, appt: Appointment) -> Appointment:
+        return (await self.put_appointments([appt]))[0]
+
+    async def put_appointments(self, appts: Sequence[Appointment]) -> list[Appointment]:
+        """Validate every entry, then write the batch in a few round trips."""
+        if not appts:
+            return []
+        rows = [codec.appointment_row(a) for a in appts]
+        await self._require_agents((r["agent_id"] for r in rows), f"appointment {rows[0]['id']}")
+        current: dict[str, dict[str, Any]] = {
+            r["id"]: dict(r)
+            for r in await self._rows_in(
+                "SELECT * FROM appointments WHERE id IN ({})", [r["id"] for r in rows]
+            )
+        }
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        audits: list[tuple[Any, ...]] = []
+        stored: list[dict[str, Any]] = []
+        now = self._now()
+        for row in rows:
+            old = current.get(row["id"])
+            if old is None:
+                row["version"] = max(1, row["version"])
+                row["created_at"] = row["created_at"] or now
+                row["deleted_at"] = (row["deleted_at"] or now) if row["deleted"] else None
+                detail: dict[str, Any] = {"agent_id": row["agent_id"], "kind": row["kind"]}
+                detail |= {"start": row["start"], "end": row["end"]}
+                action = "create"
+                inserts.append(row)
+            else:
+                if old["agent_id"] != row["agent_id"]:
+                    raise ConstraintError(
+                        f"appointment {row['id']!r} belongs to agent {old['agent_id']!r},"
+                        f" not {row['agent_id']!r}"
+                    )
+                changed = codec.changed_content(old, row)
+                if not changed:
+                    stored.append(old)
+                    continue
+                row["version"] = old["version"] + 1
+                row["created_at"] = old["created_at"]
+                row["deleted_at"] = (old["deleted_at"] or now) if row["deleted"] else None
+                detail = {"changed": changed, "version": row["version"]}
+                action = _appointment_action(old, row)
+                updates.append(row)
+            row["updated_at"] = now
+            row["origin"] = self.origin
+            current[row["id"]] = row
+            stored.append(row)
+            audits.append(self._audit_row("appointment", row["id"], action, detail))
+            self.changed_agents.add(row["agent_id"])
+        # An id inserted by this batch and changed again later in it is inserted once, first.
+        await self._run_many(_APPOINTMENT_INSERT, inserts)
+        await self._run_many(_APPOINTMENT_UPDATE, updates)
+        await self._run_many(_AUDIT_SQL, audits)
+        return [codec.appointment_from_row(r) for r in stored]
+
+    async def delete_appointment(self, appointment_id: str) -> Appointment | None:
+        appt = await self.get_appointment(appointment_id, include_deleted=True)
+        if appt is None or appt.deleted:
+            return appt
+        return await self.put_appointment(appt.evolve(deleted=True))
+
+    async def purge_appointment(self, appointment_id: str) -> None:
+        old = await self._one(
+            "SELECT agent_id, deleted FROM appointments WHERE id = ?", (appointment_id,)
+        )
+        await self._run("DELETE FROM sync_status WHERE appointment_id = ?", (appointment_id,))
+        if old is None:
+            return
+        await self._run("DELETE FROM appointments WHERE id = ?", (appointment_id,))
+        await self._write_audit("appointment", appointment_id, "purge")
+        if not old["deleted"]:
+            # Purging a tombstone only forgets what sync already carried out; purging a live
+            # entry removes it from the calendar.
+            self.changed_agents.add(old["agent_id"])
+
+    # approvals ---------------------------------------------------------------------------
+    async def add_approval(self, approval: Approval) -> Approval:
+        row = codec.approval_row(approval)
+        try:
+            await self._run(_insert_sql("approvals", codec.APPROVAL_COLUMNS), row)
+        except sqlite3.IntegrityError as exc:
+            raise ConstraintError(
+                f"approval {approval.id!r}: already exists, or its appointment"
+                f" {approval.appointment_id!r} or agent {approval.agent_id!r} is unknown"
+            ) from exc
+        await self._write_audit(
+            "approval", approval.id, "create", appointment_id=approval.appointment_id
+        )
+        return codec.approval_from_row(row)
+
+    async def decide_approval(self, approval_id: str, approved: bool, by: str) -> Approval:
+        approval = await self.get_approval(approval_id)
+        if approval is None:
+            raise KeyError(approval_id)
+        if approval.decided_at is not None:
+            raise ValueError(f"approval {approval_id!r} was already decided")
+        now = self._now()
+        await self._run(
+            "UPDATE approvals SET decided_at = ?, approved = ?, decided_by = ? WHERE id = ?",
+            (now, int(approved), by, approval_id),
+        )
+        await self._write_audit("approval", approval_id, "approve" if approved else "reject", by=by)
+        approval.decided_at = codec.decode_datetime(now)
+        approval.approved = approved
+        approval.decided_by = by
+        return approval
+
+    # conflicts ---------------------------------------------------------------------------
+    async def add_conflict(self, conflict: Conflict) -> Conflict:
+        row = codec.conflict_row(conflict)
+        row["created_at"] = row["created_at"] or self._now()
+        try:
+            await self._run(_insert_sql("conflicts", codec.CONFLICT_COLUMNS), row)
+        except sqlite3.IntegrityError as exc:
+            raise ConstraintError(f"conflict {conflict.id!r}: already recorded") from exc
+        await self._write_audit(
+            "conflict", conflict.id, "record", winner=conflict.winner, policy=conflict.policy
+        )
+        return codec.conflict_from_row(row)
+
+    # sync --------------------------------------------------------------------------------
+    async def put_status(self, status: SyncStatus) -> None:
+        await self.put_statuses([status])
+
+    async def put_statuses(self, statuses: Sequence[SyncStatus]) -> None:
+        """Write the rows that differ from what is stored (bar ``updated_at``)."""
+        if not statuses:
+            return
+        rows = [codec.status_row(s) for s in statuses]
+        await self._require_agents(
+            (r["agent_id"] for r in rows), f"sync status of {rows[0]['appointment_id']}"
+        )
+        current: dict[tuple[str, str, str], sqlite3.Row | dict[str, Any]] = {}
+        for agent_id, account in sorted({(r["agent_id"], r["account"]) for r in rows}):
+            ids = [
+                r["appointment_id"]
+                for r in rows
+                if (r["agent_id"], r["account"]) == (agent_id, account)
+            ]
+            for old in await self._rows_in(
+                "SELECT * FROM sync_status WHERE agent_id = ? AND account = ?"
+                " AND appointment_id IN ({})",
+                ids,
+                (agent_id, account),
+            ):
+                current[_status_key(old)] = old
+        now = self._now()
+        writes: list[dict[str, Any]] = []
+        for row in rows:
+            old = current.get(_status_key(row))
+            if old is not None and codec.same_row(old, row, ignore=("updated_at",)):
+                continue
+            row["updated_at"] = now
+            current[_status_key(row)] = row
+            writes.append(row)
+        await self._run_many(_STATUS_UPSERT, writes)
+
+    async def delete_status(self, agent_id: str, appointment_id: str, account: str) -> None:
+        await self._run(
+            "DELETE FROM sync_status WHERE agent_id = ? AND account = ? AND appointment_id = ?",
+            (agent_id, account, appointment_id),
+        )
+
+    async def put_calendar_state(self, state: CalendarState) -> None:
+        row = codec.calendar_state_row(state)
+        old = await self._one("SELECT * FROM calendar_state WHERE agent_id = ?", (state.agent_id,))
+        if old is not None and codec.same_row(old, row):
+            return
+        try:
+            await self._run(_CALENDAR_STATE_UPSERT, row)
+        except sqlite3.IntegrityError as exc:
+            raise ConstraintError(f"calendar state: unknown agent {state.agent_id!r}") from exc
+
+    # audit -------------------------------------------------------------------------------
+    async def audit(self, entity: str, entity_id: str, action: str, **detail: Any) -> None:
+        await self._write_audit(entity, entity_id, action, **detail)
+
+    async def _write_audit(self, entity: str, entity_id: str, action: str, **detail: Any) -> None:
+        await self._run(_AUDIT_SQL, self._audit_row(entity, entity_id, action, detail))
+
+
+def _status_key(row: Any) -> tuple[str, str, str]:
+    return (row["agent_id"], row["account"], row["appointment_id"])
+
+
+def _appointment_action(old: Any, new: dict[str, Any]) -> str:
+    if new["deleted"] and not old["deleted"]:
+        return "delete"
+    if old["deleted"] and not new["deleted"]:
+        return "restore"
+    return "update"
+
+
+class SqliteStore(_Queries, Store):
+    """:class:`~hub.store.base.Store` on one SQLite file (see the module docstring)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, clock: Clock | None = None) -> None:
+        self.path = os.fspath(path)
+        self._clock = clock or _utcnow
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+        self._tx_task: asyncio.Task[Any] | None = None
+        self._listeners: list[ChangeListener] = []
+        self._tempdir: tempfile.TemporaryDirectory[str] | None = None
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({self.path!r})"
+
+    def _conn(self) -> aiosqlite.Connection:
+        if self._reader is None:
+            raise StoreError(f"{self.path}: the store is not open")
+        return self._reader
+
+    # lifecycle ---------------------------------------------------------------------------
+    async def open(self) -> None:
+        if self._writer is not None:
+            return
+        file = self.path
+        if file == ":memory:":
+            self._tempdir = tempfile.TemporaryDirectory(prefix="calhub-")
+            file = str(Path(self._tempdir.name) / "calhub.db")
+        try:
+            self._writer = await self._connect(file)
+            mode = list(await self._writer.execute_fetchall("PRAGMA journal_mode = WAL"))
+            if str(mode[0][0]).lower() != "wal":
+                log.warning("%s: journal mode is %s, not WAL; readers may wait", self.path, mode)
+            await migrate(self._writer, self.path)
+            self._reader = await self._connect(file)
+            await self._reader.execute("PRAGMA query_only = ON")
+        except BaseException as exc:
+            await self._close_connections()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"{self.path}: cannot open the database: {exc}") from exc
+            raise
+
+    async def _connect(self, file: str) -> aiosqlite.Connection:
+        db = await aiosqlite.connect(file, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        try:
+            for pragma in (
+                "foreign_keys = ON",
+                f"busy_timeout = {BUSY_TIMEOUT_MS}",
+                "synchronous = NORMAL",
+            ):
+                await db.execute(f"PRAGMA {pragma}")
+        except BaseException:
+            await db.close()
+            raise
+        return db
+
+    async def close(self) -> None:
+        if self._tx_task is not None and self._tx_task is asyncio.current_task():
+            raise RuntimeError("close() inside a transaction of the same task")
+        # Let the transaction in flight finish before the connections go.
+        async with self._write_lock:
+            await self._close_connections()
+
+    async def _close_connections(self) -> None:
+        reader, writer, self._reader, self._writer = self._reader, self._writer, None, None
+        for db in (reader, writer):
+            if db is not None:
+                with anyio.CancelScope(shield=True):
+                    await db.close()
+        if self._tempdir is not None:
+            await anyio.to_thread.run_sync(self._tempdir.cleanup)
+            self._tempdir = None
+
+    async def schema_version(self) -> int:
+        return await user_version(self._conn())
+
+    # transactions ------------------------------------------------------------------------
+    @asynccontextmanager
+    async def transaction(self, origin: str) -> AsyncIterator[Tx]:
+        task = asyncio.current_task()
+        if task is not None and task is self._tx_task:
+            # The lock is not re-entrant: waiting for it here would wait forever.
+            raise RuntimeError("a transaction is already open in this task; use its tx")
+        async with self._write_lock:
+            if self._writer is None:
+                raise StoreError(f"{self.path}: the store is not open")
+            db = self._writer
+            self._tx_task = task
+            tx = SqliteTx(db, origin, self._clock)
+            try:
+                try:
+                    await db.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    raise StoreError(
+                        f"{self.path}: cannot start a write transaction: {exc}"
+                    ) from exc
+                yield tx
+                with anyio.CancelScope(shield=True):
+                    await db.commit()
+            except BaseException:
+                # Shielded so that a cancelled task still rolls back; should the wait be cut
+                # short anyway, the ROLLBACK is queued on the writer thread before anything
+                # the next transaction sends.
+                with anyio.CancelScope(shield=True):
+                    await db.rollback()
+                raise
+            finally:
+                tx._finish()
+                self._tx_task = None
+        self._notify(origin, frozenset(tx.changed_agents))
+
+    def add_listener(self, listener: ChangeListener) -> None:
+        self._listeners.append(listener)
+
+    def _notify(self, origin: str, agent_ids: frozenset[str]) -> None:
+        if not agent_ids:
+            return
+        for listener in list(self._listeners):
+            try:
+                listener(origin, agent_ids)
+            except Exception:
+                log.exception("store listener %r failed (origin %s)", listener, origin)
+
+
+__all__ = ["SqliteStore", "SqliteTx"]
