@@ -51,6 +51,7 @@ from hub.testing.memory_codec import read_text, write_atomic
 from hub.testing.memory_server import MemoryServer, SimulatedCrash, StoredEvent, cal_key
 
 __all__ = [
+    "MemoryBackdoor",
     "MemoryProvider",
     "MemoryServer",
     "SimulatedCrash",
@@ -222,6 +223,29 @@ class MemoryProvider(Provider):
         except ProviderError as exc:
             return CheckItem(f"write {label}", False, str(exc))
         return CheckItem(f"write {label}", True, "probe event created and deleted")
+
+
+class MemoryBackdoor:
+    """The agent's own edits at a :class:`MemoryServer`, in the shape the conformance suite's
+    ``backdoor`` fixture expects."""
+
+    def __init__(self, server: MemoryServer) -> None:
+        self.server = server
+
+    async def create_external(self, cal: CalendarRef, data: EventData) -> str:
+        return self.server.create_external(cal, data)
+
+    async def edit(self, cal: CalendarRef, remote_id: str, data: EventData) -> None:
+        self.server.edit(cal, remote_id, data)
+
+    async def delete(self, cal: CalendarRef, remote_id: str) -> None:
+        self.server.delete(cal, remote_id)
+
+    async def expire_cursor(self, cal: CalendarRef) -> None:
+        self.server.expire_cursors(cal)
+
+    async def request_count(self) -> int:
+        return self.server.requests
 
 
 @hookimpl
