@@ -1,0 +1,135 @@
+"""Routes /agents and /agents/{id}: the agents whose calendars the hub keeps.
+
+Agents from the config file (``source = "config"``) are re-read at every start, so the API
+does not edit or delete them (409): only their feed token may be rotated here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from hub.admin.auth import new_feed_token
+from hub.admin.context import AdminContext, agent_or_404, hub_of
+from hub.admin.errors import ApiError, invalid
+from hub.admin.validation import (
+    agent_policy,
+    boolean,
+    colour,
+    email,
+    identifier,
+    parse_fields,
+    read_object,
+    text,
+)
+from hub.admin.views import agent_json
+from hub.model import Agent
+
+routes = web.RouteTableDef()
+
+_EDITABLE = {
+    "name": text,
+    "email": email,
+    "account": text,
+    "calendar": text,
+    "create_appointments": agent_policy,
+    "import_external": boolean,
+    "colour": colour,
+}
+# PATCH with null: back to "no account" / the hub's value / no colour.
+_CLEARABLE = ("account", "create_appointments", "import_external", "colour")
+
+
+def _check_account(hub: AdminContext, fields: dict[str, Any]) -> None:
+    account = fields.get("account")
+    if account is not None and account not in hub.config.accounts:
+        known = ", ".join(sorted(hub.config.accounts)) or "none are configured"
+        raise invalid("account", f"no account named {account!r} (accounts: {known})")
+
+
+def feed_url(request: web.Request, agent: Agent) -> str | None:
+    if not agent.feed_token:
+        return None
+    base = request.url.origin()
+    return str(
+        base.with_path(f"/agents/{agent.id}/calendar.ics").with_query(token=agent.feed_token)
+    )
+
+
+def detail(request: web.Request, hub: AdminContext, agent: Agent) -> dict[str, Any]:
+    """One agent with its feed token and feed URL."""
+    data = agent_json(agent, hub.rules.policy_for(agent))
+    data["feed_token"] = agent.feed_token or None
+    data["feed_url"] = feed_url(request, agent)
+    return data
+
+
+@routes.get("/agents", name="agents")
+async def list_agents(request: web.Request) -> web.Response:
+    hub = hub_of(request)
+    agents = await hub.store.list_agents()
+    return web.json_response([agent_json(a, hub.rules.policy_for(a)) for a in agents])
+
+
+@routes.post("/agents", name="agents-create")
+async def create_agent(request: web.Request) -> web.Response:
+    hub = hub_of(request)
+    fields = parse_fields(
+        await read_object(request), {"id": identifier, **_EDITABLE}, required=("id",)
+    )
+    _check_account(hub, fields)
+    agent_id = fields.pop("id")
+    if await hub.store.get_agent(agent_id) is not None:
+        raise ApiError(409, f"agent {agent_id!r} exists already", field="id")
+    fields.setdefault("name", agent_id)
+    agent = Agent(id=agent_id, feed_token=new_feed_token(), source="api", **fields)
+    async with hub.store.transaction("api") as tx:
+        stored = await tx.put_agent(agent)
+    return web.json_response(detail(request, hub, stored), status=201)
+
+
+@routes.get("/agents/{id}", name="agent")
+async def get_agent(request: web.Request) -> web.Response:
+    hub = hub_of(request)
+    agent = await agent_or_404(hub, request.match_info["id"])
+    return web.json_response(detail(request, hub, agent))
+
+
+@routes.patch("/agents/{id}", name="agent-update")
+async def update_agent(request: web.Request) -> web.Response:
+    hub = hub_of(request)
+    agent = await agent_or_404(hub, request.match_info["id"])
+    fields = parse_fields(
+        await read_object(request),
+        {**_EDITABLE, "rotate_feed_token": boolean},
+        nullable=_CLEARABLE,
+    )
+    rotate = fields.pop("rotate_feed_token", False)
+    _check_account(hub, fields)
+    if fields and agent.source == "config":
+        raise ApiError(
+            409,
+            f"agent {agent.id!r} is defined in the config file; change it there",
+            field=next(iter(fields)),
+        )
+    for name, value in fields.items():
+        setattr(agent, name, value)
+    if rotate:
+        agent.feed_token = new_feed_token()
+    async with hub.store.transaction("api") as tx:
+        stored = await tx.put_agent(agent)
+    return web.json_response(detail(request, hub, stored))
+
+
+@routes.delete("/agents/{id}", name="agent-delete")
+async def delete_agent(request: web.Request) -> web.Response:
+    hub = hub_of(request)
+    agent = await agent_or_404(hub, request.match_info["id"])
+    if agent.source == "config":
+        raise ApiError(
+            409, f"agent {agent.id!r} is defined in the config file; remove it there", field="id"
+        )
+    async with hub.store.transaction("api") as tx:
+        await tx.delete_agent(agent.id)
+    return web.Response(status=204)

@@ -1,0 +1,54 @@
+"""The aiohttp application of the admin endpoint: routes, middlewares and lifetimes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import anyio
+from aiohttp import web
+
+from hub.admin import agents, appointments, approvals, feed, meta, sources, syncing
+from hub.admin.auth import auth_middleware
+from hub.admin.context import HUB, AdminContext
+from hub.admin.errors import errors_middleware
+from hub.config import Config
+from hub.control import SyncControl
+from hub.metrics import Metrics
+from hub.rules import Rules
+from hub.store.base import Store
+
+MAX_BODY = 1024 * 1024  # 1 MiB: far above any real request, far below a memory problem
+FEED_RENDER_THREADS = 2
+
+
+async def _feed_threads(app: web.Application) -> AsyncIterator[None]:
+    # The limiter must be made inside the running loop that will use it.
+    app[HUB].render_limiter = anyio.CapacityLimiter(FEED_RENDER_THREADS)
+    yield
+    app[HUB].render_limiter = None
+
+
+def build_app(
+    store: Store, config: Config, metrics: Metrics, control: SyncControl | None
+) -> web.Application:
+    """The admin application over an opened ``store``; ``control`` is the sync scheduler,
+    or None when no accounts are configured (sync routes then answer 409)."""
+    app = web.Application(
+        client_max_size=MAX_BODY,
+        middlewares=[
+            meta.counting_middleware(metrics),  # outermost: sees the final status
+            errors_middleware,
+            auth_middleware(config.admin.token),
+        ],
+    )
+    app[HUB] = AdminContext(
+        store=store,
+        config=config,
+        metrics=metrics,
+        control=control,
+        rules=Rules(store, config.hub),
+    )
+    app.cleanup_ctx.append(_feed_threads)
+    for module in (meta, agents, feed, syncing, sources, appointments, approvals):
+        app.router.add_routes(module.routes)
+    return app

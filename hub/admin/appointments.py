@@ -1,0 +1,82 @@
+"""Routes /appointments and /appointments/{id}: read, move, resize, re-word, cancel."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+
+from aiohttp import web
+
+from hub.admin.context import agent_filter, appointment_or_404, hub_of
+from hub.admin.errors import invalid
+from hub.admin.validation import (
+    boolean,
+    moment,
+    parse_fields,
+    query,
+    read_object,
+    text,
+)
+from hub.admin.views import AppointmentViews
+from hub.rules import Change
+from hub.spec import as_utc
+
+routes = web.RouteTableDef()
+
+# In a query string an unencoded "+" arrives as a space: "09:00:00 02:00" meant "+02:00".
+_LOST_PLUS = re.compile(r" (\d\d:?\d\d)$")
+
+
+def _query_moment(value: str, field: str) -> datetime | date:
+    return moment(_LOST_PLUS.sub(r"+\1", value), field)
+
+
+@routes.get("/appointments", name="appointments")
+async def list_appointments(request: web.Request) -> web.Response:
+    """Appointments overlapping [from, to) of one agent or all, ordered by start."""
+    hub = hub_of(request)
+    params = query(request, ("agent", "from", "to"))
+    agent = await agent_filter(hub, params.get("agent"))
+    start = as_utc(_query_moment(params["from"], "from")) if "from" in params else None
+    end = as_utc(_query_moment(params["to"], "to")) if "to" in params else None
+    if start is not None and end is not None and end <= start:
+        raise invalid("to", "must be after from")
+    appts = await hub.store.list_appointments(agent_id=agent, start=start, end=end)
+    views = AppointmentViews(hub.store, hub.config.hub)
+    return web.json_response(await views.many(appts))
+
+
+@routes.get("/appointments/{id}", name="appointment")
+async def get_appointment(request: web.Request) -> web.Response:
+    hub = hub_of(request)
+    appt = await appointment_or_404(hub, request.match_info["id"])
+    return web.json_response(await AppointmentViews(hub.store, hub.config.hub).one(appt))
+
+
+@routes.patch("/appointments/{id}", name="appointment-update")
+async def update_appointment(request: web.Request) -> web.Response:
+    hub = hub_of(request)
+    appointment_id = request.match_info["id"]
+    await appointment_or_404(hub, appointment_id)  # 404 before judging the body
+    fields = parse_fields(
+        await read_object(request),
+        {
+            "start": moment,
+            "end": moment,
+            "subject": text,
+            "note": text,
+            "location": text,
+            "private": boolean,
+        },
+    )
+    if not fields:
+        raise invalid("body", "name at least one of start, end, subject, note, location, private")
+    appt = await hub.rules.change(appointment_id, Change(**fields))
+    return web.json_response(await AppointmentViews(hub.store, hub.config.hub).one(appt))
+
+
+@routes.delete("/appointments/{id}", name="appointment-delete")
+async def delete_appointment(request: web.Request) -> web.Response:
+    hub = hub_of(request)
+    tombstone = await hub.rules.cancel(request.match_info["id"])
+    return web.json_response(await AppointmentViews(hub.store, hub.config.hub).one(tombstone))

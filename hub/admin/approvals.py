@@ -1,0 +1,35 @@
+"""Routes /approvals: the queue of appointments the ``ask`` policy holds back."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from hub.admin.context import hub_of
+from hub.admin.validation import boolean, parse_fields, read_object
+from hub.admin.views import AppointmentViews, approval_json
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/approvals", name="approvals")
+async def list_approvals(request: web.Request) -> web.Response:
+    """Pending approvals, oldest first, each with its appointment."""
+    hub = hub_of(request)
+    views = AppointmentViews(hub.store, hub.config.hub)
+    items = []
+    for approval in await hub.store.list_approvals(pending_only=True):
+        appt = await hub.store.get_appointment(approval.appointment_id)
+        if appt is None:  # cancelled under a queued approval; nothing left to decide
+            continue
+        items.append({**approval_json(approval), "appointment": await views.one(appt)})
+    return web.json_response(items)
+
+
+@routes.post("/approvals/{id}", name="approval-decide")
+async def decide(request: web.Request) -> web.Response:
+    """Approve (the appointment syncs to the agent's calendar) or reject (it stays local)."""
+    hub = hub_of(request)
+    fields = parse_fields(await read_object(request), {"approve": boolean}, required=("approve",))
+    approval, appt = await hub.rules.decide(request.match_info["id"], fields["approve"])
+    views = AppointmentViews(hub.store, hub.config.hub)
+    return web.json_response({**approval_json(approval), "appointment": await views.one(appt)})

@@ -1,0 +1,64 @@
+"""Route GET /agents/{id}/calendar.ics: an agent's hub calendar as an iCalendar feed.
+
+Calendar apps cannot send headers, so besides the admin bearer token the feed opens with the
+agent's own feed token in ``?token=``. A token given and wrong is refused even when no admin
+token is configured, and agent A's feed token never opens agent B's feed.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import anyio.to_thread
+from aiohttp import web
+
+from hub.admin.auth import FEED_ROUTE, bearer, check_admin, tokens_match, unauthorized
+from hub.admin.context import AdminContext, agent_or_404, hub_of
+from hub.admin.validation import query
+from hub.ics import build_feed
+from hub.model import Agent, Request
+from hub.render import render_event
+
+routes = web.RouteTableDef()
+
+
+def _authorise(request: web.Request, hub: AdminContext, agent: Agent, token: str | None) -> None:
+    if token is not None:
+        if not tokens_match(token, agent.feed_token):
+            raise unauthorized("bad feed token for this agent")
+        return
+    if hub.config.admin.token and bearer(request) is None:
+        raise unauthorized("pass the agent's feed token as ?token=... or a bearer token")
+    check_admin(request, hub.config.admin.token)
+
+
+@routes.get("/agents/{id}/calendar.ics", name=FEED_ROUTE)
+async def feed(request: web.Request) -> web.Response:
+    hub = hub_of(request)
+    token = query(request, ("token",)).get("token")
+    agent = await hub.store.get_agent(request.match_info["id"])
+    if agent is None:
+        # Say 404 only to a caller entitled to know which agents exist.
+        check_admin(request, hub.config.admin.token)
+        agent = await agent_or_404(hub, request.match_info["id"])
+    _authorise(request, hub, agent, token)
+    appts = await hub.store.list_appointments(agent_id=agent.id)
+    requests: dict[str, Request | None] = {}
+    entries = []
+    for appt in appts:
+        if appt.request_id is not None and appt.request_id not in requests:
+            requests[appt.request_id] = await hub.store.get_request(appt.request_id)
+        request_record = requests.get(appt.request_id) if appt.request_id else None
+        entries.append((appt, render_event(appt, agent, request_record, hub.config.hub)))
+    # Serialising thousands of events is CPU work: keep it off the event loop.
+    body = await anyio.to_thread.run_sync(
+        partial(build_feed, agent, entries), limiter=hub.render_limiter
+    )
+    return web.Response(
+        body=body,
+        headers={
+            "Content-Type": "text/calendar; charset=utf-8",
+            "Content-Disposition": f'inline; filename="{agent.id}.ics"',
+            "Cache-Control": "private, no-cache",
+        },
+    )

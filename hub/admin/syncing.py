@@ -1,0 +1,96 @@
+"""Routes POST /agents/{id}/sync, GET /agents/{id}/status and GET /conflicts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+
+from hub.admin.context import AdminContext, agent_filter, agent_or_404, hub_of
+from hub.admin.errors import ApiError
+from hub.admin.validation import boolean, limit, parse_fields, query, read_object
+from hub.admin.views import calendar_state_json, conflict_json, pass_json
+from hub.model import Agent, PushState
+from hub.render import render_event
+from hub.spec import Window
+
+routes = web.RouteTableDef()
+
+
+def _window(hub: AdminContext, now: datetime) -> Window:
+    today = datetime(now.year, now.month, now.day, tzinfo=UTC)
+    settings = hub.config.hub
+    return Window(
+        today - timedelta(days=settings.days_past), today + timedelta(days=settings.days_future)
+    )
+
+
+async def pending_pushes(hub: AdminContext, agent: Agent, now: datetime) -> dict[str, int]:
+    """What the next pass would write to the agent's calendar, judged from the status table:
+    creates (no status row yet), updates (rendered content differs from what was last
+    pushed) and deletes (tombstones the remote side still has)."""
+    counts = {"creates": 0, "updates": 0, "deletes": 0}
+    if agent.account is None:
+        return counts
+    window = _window(hub, now)
+    status = {s.appointment_id: s for s in await hub.store.list_status(agent.id, agent.account)}
+    appts = await hub.store.list_appointments(agent_id=agent.id, include_deleted=True)
+    requests: dict[str, Any] = {}
+    for appt in appts:
+        row = status.get(appt.id)
+        if appt.deleted:
+            counts["deletes"] += row is not None and not row.external
+            continue
+        if appt.push_state is not PushState.SYNC or not window.overlaps(appt.start, appt.end):
+            continue
+        if row is None:
+            counts["creates"] += 1
+            continue
+        if appt.request_id and appt.request_id not in requests:
+            requests[appt.request_id] = await hub.store.get_request(appt.request_id)
+        data = render_event(appt, agent, requests.get(appt.request_id or ""), hub.config.hub)
+        counts["updates"] += data.content_hash() != row.hub_hash
+    return counts
+
+
+@routes.post("/agents/{id}/sync", name="agent-sync")
+async def sync_now(request: web.Request) -> web.Response:
+    """Run a pass of this agent now; answers with the pass's result."""
+    hub = hub_of(request)
+    agent = await agent_or_404(hub, request.match_info["id"])
+    fields = parse_fields(await read_object(request, optional=True), {"allow_empty": boolean})
+    if agent.account is None:
+        raise ApiError(409, f"agent {agent.id!r} has no account to sync with", field="account")
+    if hub.control is None:
+        raise ApiError(409, "no sync scheduler is running (no accounts configured)")
+    result = await hub.control.sync_now(agent.id, allow_empty=fields.get("allow_empty", False))
+    return web.json_response(pass_json(result))
+
+
+@routes.get("/agents/{id}/status", name="agent-status")
+async def status(request: web.Request) -> web.Response:
+    hub = hub_of(request)
+    agent = await agent_or_404(hub, request.match_info["id"])
+    now = datetime.now(UTC)
+    state = await hub.store.get_calendar_state(agent.id)
+    return web.json_response(
+        {
+            "agent": agent.id,
+            "account": agent.account,
+            "calendar": None if state is None else calendar_state_json(state, now),
+            "pending": await pending_pushes(hub, agent, now),
+            "scheduler": None if hub.control is None else hub.control.agent_status(agent.id),
+        }
+    )
+
+
+@routes.get("/conflicts", name="conflicts")
+async def conflicts(request: web.Request) -> web.Response:
+    """Conflicts the policy resolved, newest first."""
+    hub = hub_of(request)
+    params = query(request, ("agent", "limit"))
+    agent = await agent_filter(hub, params.get("agent"))
+    most = limit(params["limit"], "limit") if "limit" in params else 100
+    found = await hub.store.list_conflicts(agent_id=agent, limit=most)
+    return web.json_response([conflict_json(c) for c in found])

@@ -1,0 +1,84 @@
+"""iCalendar (RFC 5545) feed of one agent's hub calendar, built with the ``icalendar`` library.
+
+One VEVENT per live appointment, with a UID that never changes (``<appointment id>@calhub``)
+and ``SEQUENCE`` = the appointment's version, so calendar apps update entries in place rather
+than duplicating them. A private entry is served as busy time only: summary
+"Data unavailable", no description, no location — its content is not in the bytes at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
+
+from icalendar import Calendar, Event
+
+from hub.model import Agent, Appointment, PushState
+from hub.spec import PRIVATE_SUBJECT, EventData, as_utc
+
+PRODID = "-//calhub//calhub hub calendar//EN"
+UID_DOMAIN = "calhub"
+
+
+def uid(appointment_id: str) -> str:
+    return f"{appointment_id}@{UID_DOMAIN}"
+
+
+def _value(moment: datetime | date) -> datetime | date:
+    # Timed entries in UTC (...Z) need no VTIMEZONE; all-day entries stay DATE values.
+    return as_utc(moment) if isinstance(moment, datetime) else moment
+
+
+def _event(appt: Appointment, data: EventData, now: datetime) -> Event:
+    event = Event()
+    event.add("uid", uid(appt.id))
+    event.add("dtstamp", now)
+    event.add("dtstart", _value(appt.start))
+    event.add("dtend", _value(appt.end))
+    event.add("sequence", appt.version)
+    if appt.created_at is not None:
+        event.add("created", as_utc(appt.created_at))
+    if appt.updated_at is not None:
+        event.add("last-modified", as_utc(appt.updated_at))
+    event.add("transp", "TRANSPARENT" if data.show_as == "free" else "OPAQUE")
+    # Held for approval: shown, but not yet a firm booking.
+    event.add("status", "TENTATIVE" if appt.push_state is PushState.PENDING else "CONFIRMED")
+    if appt.private or data.private:
+        event.add("class", "PRIVATE")
+        event.add("summary", PRIVATE_SUBJECT)
+        return event
+    event.add("class", "PUBLIC")
+    event.add("summary", data.subject)
+    if data.body:
+        event.add("description", data.body)
+    if data.location:
+        event.add("location", data.location)
+    if data.categories:
+        event.add("categories", list(data.categories))
+    return event
+
+
+def build_feed(
+    agent: Agent,
+    entries: Iterable[tuple[Appointment, EventData]],
+    *,
+    now: datetime | None = None,
+) -> bytes:
+    """The feed of ``agent``: each entry is an appointment and its rendered event content.
+    Tombstones are left out."""
+    stamp = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+    cal = Calendar()
+    cal.add("prodid", PRODID)
+    cal.add("version", "2.0")
+    cal.add("calscale", "GREGORIAN")
+    cal.add("method", "PUBLISH")
+    cal.add("x-wr-calname", f"{agent.name} (calhub)")
+    if agent.colour:
+        cal.add("x-apple-calendar-color", agent.colour)
+    for appt, data in entries:
+        if not appt.deleted:
+            cal.add_component(_event(appt, data, stamp))
+    return cal.to_ical()
+
+
+__all__ = ["PRODID", "build_feed", "uid"]
