@@ -84,6 +84,9 @@ class Config:
     accounts: Mapping[str, AccountConfig] = field(default_factory=dict)
     agents: tuple[Agent, ...] = ()  # from [[agents]]; more may be managed through the API
     path: Path | None = None  # None: the embedded default
+    # The keys each [[agents]] entry sets, by agent id: only those override what the API
+    # stored for that agent (an unset key is not a reset).
+    agent_keys: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- loading
@@ -199,8 +202,8 @@ def _listen(value: object) -> str:
     hint = "expected 'host:port', e.g. '127.0.0.1:8765' or '[::1]:8765'"
     if not sep or not host or not port.isdigit():
         raise ValueError(f"{hint}, got {text!r}")
-    if not 0 < int(port) < 65536:
-        raise ValueError(f"port {port} is out of range 1-65535")
+    if int(port) > 65535:  # 0 asks the system for a free port (tests)
+        raise ValueError(f"port {port} is out of range 0-65535")
     if host.startswith("["):
         if not host.endswith("]"):
             raise ValueError(f"{hint}, got {text!r}")
@@ -396,12 +399,14 @@ _AGENT_KEYS = [
 
 def _agents(
     value: object, accounts: Mapping[str, AccountConfig], bad: set[str], problems: list[str]
-) -> tuple[Agent, ...]:
-    """``[[agents]]``; ``bad`` holds accounts that exist but were refused (no second line)."""
+) -> tuple[tuple[Agent, ...], dict[str, frozenset[str]]]:
+    """``[[agents]]`` and the keys each sets; ``bad`` holds accounts that exist but were
+    refused (their agents get no second problem line)."""
     if not isinstance(value, list):
         problems.append(f"agents: expected [[agents]] tables, got {_describe(value)}")
-        return ()
+        return (), {}
     agents: list[Agent] = []
+    keys: dict[str, frozenset[str]] = {}
     first_index: dict[str, int] = {}
     for i, entry in enumerate(value):
         path = f"agents[{i}]"
@@ -441,7 +446,8 @@ def _agents(
             continue
         first_index[agent_id] = i
         agents.append(agent)
-    return tuple(agents)
+        keys[agent_id] = frozenset(entry) & frozenset(_AGENT_KEYS)
+    return tuple(agents), keys
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -487,8 +493,10 @@ def load_config(
         else:
             accounts[name] = account
     root.seen.add("agents")
-    agents = _agents(root.data.get("agents", []), accounts, refused, problems)
+    agents, agent_keys = _agents(root.data.get("agents", []), accounts, refused, problems)
     root.unknown(["hub", "admin", "accounts", "agents"])
     if problems:
         raise ConfigError(problems)
-    return Config(hub=hub, admin=admin, accounts=accounts, agents=agents, path=path)
+    return Config(
+        hub=hub, admin=admin, accounts=accounts, agents=agents, path=path, agent_keys=agent_keys
+    )
