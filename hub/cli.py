@@ -1,0 +1,256 @@
+"""The ``calhub`` command line: serve, sync, providers, check.
+
+Exit status: 0 when everything worked; 1 when a sync pass or a check failed; 2 for bad usage,
+a refused configuration or an unusable database (one line per problem on stderr, never a
+traceback). The configuration is ``--config PATH``, else ``$CALHUB_CONFIG``, else the embedded
+default (no file: ``calhub.db`` in the working directory, admin on 127.0.0.1:8765, no accounts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import anyio
+
+from hub import __version__
+from hub.config import Config, ConfigError, load_config
+from hub.metrics import Metrics
+from hub.model import Agent, PassResult
+from hub.plugins import Plugins, load_plugins
+from hub.service import configure_logging, serve, upsert_config_agents
+from hub.spec import CalendarRef, CheckItem, ProviderError
+from hub.store import StoreError, open_store
+
+CONFIG_ENV = "CALHUB_CONFIG"
+
+log = logging.getLogger("hub.cli")
+
+
+class UsageError(Exception):
+    """Bad usage found after parsing (unknown agent or account): exit status 2."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="calhub",
+        description="Calendar sync hub for IT helpdesks.",
+        epilog=(
+            f"The configuration is --config PATH, else ${CONFIG_ENV}, else the embedded "
+            "default (calhub.db in the working directory, admin on 127.0.0.1:8765, no "
+            "accounts). Exit status: 0 ok, 1 a sync or check failed, 2 bad usage, "
+            "configuration or database."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"calhub {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sub.add_argument("--config", metavar="PATH", type=Path, help="the TOML configuration")
+        return sub
+
+    with_config(commands.add_parser("serve", help="run the admin endpoint and the scheduler"))
+    sync = with_config(commands.add_parser("sync", help="run one sync pass and exit (cron)"))
+    sync.add_argument("--agent", metavar="ID", action="append", help="only this agent (repeat)")
+    commands.add_parser("providers", help="list the provider plugins and what they support")
+    check = with_config(commands.add_parser("check", help="test the connection of an account"))
+    check.add_argument("account", metavar="ACCOUNT", help="an [accounts.NAME] of the config")
+    check.add_argument(
+        "--write", action="store_true", help="also create and delete a probe event per calendar"
+    )
+    return parser
+
+
+def config_path(arg: Path | None, env: Mapping[str, str]) -> Path | None:
+    """--config, else $CALHUB_CONFIG, else None (the embedded default)."""
+    if arg is not None:
+        return arg
+    value = env.get(CONFIG_ENV, "").strip()
+    return Path(value) if value else None
+
+
+# --------------------------------------------------------------------------- providers
+
+
+def _flags(cls: type) -> str:
+    flags = [
+        f"delta={'yes' if cls.supports_delta else 'no'}",
+        f"batch={cls.max_batch}",
+        f"concurrency={cls.max_concurrency}",
+    ]
+    if cls.client_ids:
+        flags.append("client-ids")
+    if cls.read_only:
+        flags.append("read-only")
+    return " ".join(flags)
+
+
+def cmd_providers(plugins: Plugins) -> int:
+    registry = plugins.registry
+    if not registry.names():
+        print("no provider plugins registered")
+    for name in registry.names():
+        cls = registry.get(name)
+        assert cls is not None
+        print(f"{name:<12} {cls.title}  [plugin {registry.origin(name)}]  {_flags(cls)}")
+    for error in plugins.errors:
+        print(f"plugin {error.plugin} failed to load: {error.reason}")
+    return 0
+
+
+# --------------------------------------------------------------------------- sync
+
+
+def _describe(result: PassResult) -> str:
+    if result.ok:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items()) if v)
+        return f"{result.result}" + (f" ({counts})" if counts else "")
+    return result.error or result.result
+
+
+async def cmd_sync(config: Config, plugins: Plugins, agent_ids: list[str] | None) -> int:
+    if not config.accounts and not agent_ids:
+        print("no accounts configured: nothing to sync (hub calendars and feeds need none)")
+        return 0
+    store = open_store(config.hub.database)
+    await store.open()
+    try:
+        await upsert_config_agents(store, config)
+        known = {agent.id for agent in await store.list_agents()}
+        unknown = [a for a in agent_ids or () if a not in known]
+        if unknown:
+            names = ", ".join(sorted(known)) or "none"
+            raise UsageError(f"--agent: no agent named {', '.join(unknown)} (agents: {names})")
+        if not config.accounts:
+            print("no accounts configured: nothing to sync (hub calendars and feeds need none)")
+            return 0
+        from hub.scheduler import Scheduler
+
+        async with Scheduler(
+            store, config, plugins.registry, Metrics(), background=False
+        ) as scheduler:
+            results = await scheduler.run_once(agent_ids)
+    finally:
+        await store.close()
+    failed = 0
+    for agent_id, result in sorted(results.items()):
+        line = f"{agent_id}: {_describe(result)}"
+        if result.ok:
+            print(line)
+        else:
+            failed += 1
+            print(line, file=sys.stderr)
+    for agent_id, result in sorted(results.items()):
+        for item in result.skipped_items:
+            print(f"{agent_id}: skipped {item}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+# --------------------------------------------------------------------------- check
+
+
+async def _agents_of(config: Config, account: str) -> list[Agent]:
+    agents = {a.id: a for a in config.agents}
+    # Only read an existing database: a connection test must not create one as a side effect.
+    if await anyio.Path(config.hub.database).exists():
+        store = open_store(config.hub.database)
+        await store.open()
+        try:
+            for agent in await store.list_agents():
+                agents.setdefault(agent.id, agent)
+        finally:
+            await store.close()
+    return [a for a in agents.values() if a.account == account]
+
+
+def _print_check(item: CheckItem) -> None:
+    line = f"{'ok' if item.ok else 'FAIL':<4}  {item.what}" + (
+        f": {item.detail}" if item.detail else ""
+    )
+    print(line)
+
+
+async def cmd_check(config: Config, plugins: Plugins, name: str, write: bool) -> int:
+    account = config.accounts.get(name)
+    if account is None:
+        names = ", ".join(sorted(config.accounts)) or "none configured"
+        raise UsageError(f"check: no account named {name!r} (accounts: {names})")
+    cls = plugins.registry.get(account.provider)
+    if cls is None:  # load_config already refused this; a plugin may have vanished since
+        raise UsageError(f"accounts.{name}.provider: unknown provider {account.provider!r}")
+    cals = [
+        CalendarRef(agent_id=a.id, mailbox=a.email, calendar=a.calendar)
+        for a in await _agents_of(config, name)
+    ]
+    try:
+        provider = cls(account, Metrics())
+    except (ValueError, TypeError) as exc:
+        raise ConfigError([str(exc)]) from None
+    items: list[CheckItem]
+    try:
+        await provider.open()
+    # The point of `check` is to report what fails, whatever a plugin raises.
+    except Exception as exc:
+        items = [CheckItem("connect", False, _reason(exc))]
+    else:
+        try:
+            items = list(await provider.check(cals, write))
+        except Exception as exc:
+            items = [CheckItem("check", False, _reason(exc))]
+        finally:
+            await provider.close()
+    if not cals:
+        items.append(CheckItem("agents", True, f"no agent uses account {name!r} yet"))
+    for item in items:
+        _print_check(item)
+    return 0 if all(item.ok for item in items) else 1
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ProviderError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _fail(lines: Sequence[str]) -> int:
+    for line in lines:
+        print(line, file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    env = os.environ
+    # A long-running service logs what it does; one-shot commands only what went wrong.
+    configure_logging(logging.INFO if args.command == "serve" else logging.WARNING)
+    plugins = load_plugins(env)
+    if args.command == "providers":
+        return cmd_providers(plugins)
+    try:
+        config = load_config(config_path(args.config, env), plugins.registry, env)
+        if args.command == "serve":
+            return asyncio.run(serve(config, plugins.registry, announce=_announce))
+        if args.command == "sync":
+            return asyncio.run(cmd_sync(config, plugins, args.agent))
+        return asyncio.run(cmd_check(config, plugins, args.account, args.write))
+    except ConfigError as exc:
+        return _fail(exc.problems)
+    except StoreError as exc:
+        return _fail([f"hub.database: {exc}"])
+    except UsageError as exc:
+        return _fail([str(exc)])
+    except KeyboardInterrupt:
+        return 130
+
+
+def _announce(line: str) -> None:
+    print(line, flush=True)

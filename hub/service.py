@@ -1,0 +1,154 @@
+"""``calhub serve``: the admin endpoint and the sync scheduler in one long-running process.
+
+Start-up order: refuse an unsafe listen address, open the store, bring the ``[[agents]]`` of
+the config in, start the scheduler, then the HTTP site. SIGINT/SIGTERM stop in the reverse
+order: the site stops accepting and finishes the requests in flight, the scheduler finishes the
+passes in flight (they persist their results), and the store is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import TextIO
+
+from aiohttp import web
+
+from hub.admin import build_app
+from hub.admin.auth import listen_is_safe, new_feed_token
+from hub.config import Config, ConfigError
+from hub.metrics import Metrics
+from hub.model import Agent
+from hub.spec import ProviderRegistry
+from hub.store import Store, open_store
+
+log = logging.getLogger(__name__)
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(level: int = logging.INFO, stream: TextIO | None = None) -> None:
+    """One line per event on stderr (systemd's journal and cron mail both read it).
+
+    Leaves logging alone when the host program (a test runner) already configured it.
+    """
+    logging.basicConfig(level=level, format=LOG_FORMAT, stream=stream or sys.stderr)
+
+
+def merge_agent(existing: Agent | None, configured: Agent, keys: frozenset[str]) -> Agent:
+    """The stored agent after applying the ``keys`` the config sets for it.
+
+    Fields the config does not set keep what the API stored; the feed token is kept, or made
+    when there is none.
+    """
+    if existing is None:
+        merged = replace(configured)
+    else:
+        changes = {key: getattr(configured, key) for key in keys if key != "id"}
+        merged = replace(existing, **changes, source="config")
+    if not merged.feed_token:
+        merged.feed_token = new_feed_token()
+    return merged
+
+
+def _differs(a: Agent, b: Agent) -> bool:
+    skip = {"created_at", "updated_at"}
+    return any(getattr(a, f) != getattr(b, f) for f in a.__slots__ if f not in skip)
+
+
+async def upsert_config_agents(store: Store, config: Config) -> list[Agent]:
+    """Bring the config's ``[[agents]]`` into the store; writes only what changed."""
+    stored = {agent.id: agent for agent in await store.list_agents()}
+    changed: list[Agent] = []
+    for configured in config.agents:
+        keys = config.agent_keys.get(configured.id, frozenset())
+        existing = stored.get(configured.id)
+        merged = merge_agent(existing, configured, keys)
+        if existing is None or _differs(existing, merged):
+            changed.append(merged)
+    if changed:
+        async with store.transaction("config") as tx:
+            for agent in changed:
+                await tx.put_agent(agent)
+        log.info("agents from the config stored: %s", ", ".join(a.id for a in changed))
+    return changed
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):  # Windows: Ctrl+C raises KeyboardInterrupt
+            pass
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+def _address(runner: web.AppRunner) -> str:
+    host, port = runner.addresses[0][:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+async def serve(
+    config: Config,
+    registry: ProviderRegistry,
+    *,
+    announce: Callable[[str], None] = print,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Run until SIGINT/SIGTERM (or ``stop`` is set); the process exit status.
+
+    Raises :class:`ConfigError` when the endpoint must not or cannot listen as configured,
+    and :class:`hub.store.StoreError` when the database is unusable.
+    """
+    unsafe = listen_is_safe(config)
+    if unsafe:
+        raise ConfigError([unsafe])
+    stop = stop or asyncio.Event()
+    store = open_store(config.hub.database)
+    await store.open()
+    try:
+        await upsert_config_agents(store, config)
+        metrics = Metrics()
+        async with contextlib.AsyncExitStack() as stack:
+            # No accounts: hub calendars and feeds only, and the sync routes answer 409.
+            scheduler = None
+            if config.accounts:
+                from hub.scheduler import Scheduler
+
+                scheduler = await stack.enter_async_context(
+                    Scheduler(store, config, registry, metrics, background=True)
+                )
+            runner = web.AppRunner(build_app(store, config, metrics, scheduler))
+            await runner.setup()
+            try:
+                site = web.TCPSite(runner, config.admin.host, config.admin.port)
+                try:
+                    await site.start()
+                except OSError as exc:
+                    reason = exc.strerror or str(exc)
+                    raise ConfigError(
+                        [f"admin.listen: cannot listen on {config.admin.listen}: {reason}"]
+                    ) from None
+                announce(f"calhub listening on {_address(runner)}")
+                with _stop_on_signals(stop):
+                    await stop.wait()
+                log.info("stopping: finishing requests and sync passes in flight")
+            finally:
+                await runner.cleanup()
+    finally:
+        await store.close()
+    log.info("stopped")
+    return 0
