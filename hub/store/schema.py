@@ -12,6 +12,7 @@ Never edit a shipped migration: add a new one.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiosqlite
@@ -182,22 +183,26 @@ async def user_version(db: aiosqlite.Connection) -> int:
     return int(rows[0][0])
 
 
-async def migrate(db: aiosqlite.Connection, where: str) -> int:
-    """Bring the database on ``db`` (autocommit mode) to :data:`CURRENT_VERSION`.
+async def migrate(
+    db: aiosqlite.Connection, where: str, migrations: Sequence[Migration] = MIGRATIONS
+) -> int:
+    """Bring the database on ``db`` (autocommit mode) to the last of ``migrations``.
 
     Returns the version found before migrating. Raises :class:`StoreError` for a database
-    newer than this code, or when a step fails (that step is rolled back).
+    newer than the migrations know, or when a step fails (that step is rolled back, the steps
+    before it stay applied).
     """
+    latest = migrations[-1].version
     found = await user_version(db)
-    _refuse_newer(found, where)
-    for step in MIGRATIONS:
+    _refuse_newer(found, latest, where)
+    for step in migrations:
         if step.version <= found:
             continue
         await db.execute("BEGIN IMMEDIATE")
         try:
             # Another process may have migrated between our read and our lock.
             current = await user_version(db)
-            _refuse_newer(current, where)
+            _refuse_newer(current, latest, where)
             if current < step.version:
                 for statement in step.statements:
                     await db.execute(statement)
@@ -213,9 +218,9 @@ async def migrate(db: aiosqlite.Connection, where: str) -> int:
     return found
 
 
-def _refuse_newer(found: int, where: str) -> None:
-    if found > CURRENT_VERSION:
+def _refuse_newer(found: int, latest: int, where: str) -> None:
+    if found > latest:
         raise StoreError(
             f"{where}: database schema version {found} is newer than this calhub supports "
-            f"({CURRENT_VERSION}); upgrade calhub or use another database file"
+            f"({latest}); upgrade calhub or use another database file"
         )

@@ -516,6 +516,10 @@ class SqliteTx(_Queries, Tx):
         await self._run(_AUDIT_SQL, self._audit_row(entity, entity_id, action, detail))
 
 
+def _probe(file: str) -> None:
+    sqlite3.connect(file).close()
+
+
 def _status_key(row: Any) -> tuple[str, str, str]:
     return (row["agent_id"], row["account"], row["appointment_id"])
 
@@ -572,6 +576,10 @@ class SqliteStore(_Queries, Store):
             raise
 
     async def _connect(self, file: str) -> aiosqlite.Connection:
+        # A failed aiosqlite.connect() leaves its worker thread to stop on its own, which then
+        # reports to a possibly closed event loop (omnilib/aiosqlite#259): try the file with
+        # plain sqlite3 first so that a missing directory or a permission error fails here.
+        await anyio.to_thread.run_sync(_probe, file)
         db = await aiosqlite.connect(file, isolation_level=None)
         db.row_factory = sqlite3.Row
         try:

@@ -1,0 +1,244 @@
+"""Store transactions: all or nothing, listeners after commit, one writer at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from hub.model import Agent, Appointment, Kind, SyncStatus
+from hub.store import StoreError
+from hub.store.sqlite import SqliteStore
+
+START = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
+END = datetime(2026, 5, 1, 11, 0, tzinfo=UTC)
+
+
+class Boom(Exception):
+    pass
+
+
+class Interrupt(BaseException):
+    """Not an Exception: like KeyboardInterrupt or SystemExit."""
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    async with SqliteStore(tmp_path / "hub.db") as opened:
+        async with opened.transaction("api") as tx:
+            await tx.put_agent(Agent(id="alice", name="Alice"))
+            await tx.put_agent(Agent(id="bob", name="Bob"))
+        yield opened  # type: ignore[misc]
+
+
+def appt(appt_id: str, agent_id: str = "alice") -> Appointment:
+    return Appointment(id=appt_id, agent_id=agent_id, kind=Kind.MANUAL, start=START, end=END)
+
+
+async def write_some(store: SqliteStore, appt_id: str) -> None:
+    async with store.transaction("api") as tx:
+        await tx.put_appointment(appt(appt_id))
+        await tx.put_status(SyncStatus("alice", appt_id, "o365", "r", "v", "h", "h"))
+        await tx.audit("appointment", appt_id, "note")
+
+
+async def nothing_written(store: SqliteStore) -> bool:
+    return (
+        await store.list_appointments(include_deleted=True) == []
+        and await store.list_status("alice", "o365") == []
+        and [e.action for e in await store.list_audit()] == ["create", "create"]  # the agents
+    )
+
+
+@pytest.mark.parametrize("error", [Boom, Interrupt])
+async def test_exception_rolls_back_everything_and_no_listener(
+    store: SqliteStore, error: type[BaseException]
+) -> None:
+    seen: list[object] = []
+    store.add_listener(lambda origin, ids: seen.append(ids))
+    with pytest.raises(error):
+        async with store.transaction("api") as tx:
+            await tx.put_appointment(appt("a1"))
+            await tx.put_status(SyncStatus("alice", "a1", "o365", "r", "v", "h", "h"))
+            raise error()
+    assert await nothing_written(store)
+    assert seen == []
+    await write_some(store, "a2")  # the writer is usable again
+    assert [a.id for a in await store.list_appointments()] == ["a2"]
+
+
+async def test_cancelled_task_rolls_back(store: SqliteStore) -> None:
+    inside = asyncio.Event()
+
+    async def writer() -> None:
+        async with store.transaction("api") as tx:
+            await tx.put_appointment(appt("a1"))
+            inside.set()
+            await asyncio.Event().wait()  # cancelled here
+
+    task = asyncio.create_task(writer())
+    await inside.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await nothing_written(store)
+    await write_some(store, "a2")
+    assert [a.id for a in await store.list_appointments()] == ["a2"]
+
+
+async def test_anyio_cancel_scope_rolls_back(store: SqliteStore) -> None:
+    # anyio re-raises cancellation at every await inside a cancelled scope; the rollback must
+    # still run (it is shielded).
+    with anyio.CancelScope() as scope:
+        async with store.transaction("api") as tx:
+            await tx.put_appointment(appt("a1"))
+            scope.cancel()
+            await anyio.lowlevel.checkpoint()
+            await tx.put_appointment(appt("a2"))
+    assert scope.cancelled_caught
+    assert await nothing_written(store)
+    await write_some(store, "a3")
+
+
+async def test_listener_called_after_commit_with_changed_agents(store: SqliteStore) -> None:
+    seen: list[tuple[str, frozenset[str]]] = []
+    store.add_listener(lambda origin, ids: seen.append((origin, ids)))
+    async with store.transaction("rule") as tx:
+        await tx.put_appointment(appt("a1"))
+        await tx.put_appointment(appt("b1", "bob"))
+        await tx.put_status(SyncStatus("alice", "a1", "o365", "r", "v", "h", "h"))
+    async with store.transaction("sync:o365") as tx:
+        await tx.put_status(SyncStatus("alice", "a1", "o365", "r", "v2", "h", "h"))
+    async with store.transaction("api") as tx:
+        await tx.delete_appointment("b1")
+    assert seen == [
+        ("rule", frozenset({"alice", "bob"})),
+        ("api", frozenset({"bob"})),
+    ]
+
+
+async def test_listener_sees_committed_state(store: SqliteStore) -> None:
+    found: list[asyncio.Task[Appointment | None]] = []
+    store.add_listener(
+        lambda origin, ids: found.append(asyncio.ensure_future(store.get_appointment("a1")))
+    )
+    await write_some(store, "a1")
+    assert await found[0] is not None
+
+
+async def test_failing_listener_is_logged_not_raised(
+    store: SqliteStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[str] = []
+
+    def broken(origin: str, ids: frozenset[str]) -> None:
+        raise RuntimeError("listener bug")
+
+    store.add_listener(broken)
+    store.add_listener(lambda origin, ids: calls.append(origin))
+    with caplog.at_level(logging.ERROR, logger="hub.store.sqlite"):
+        await write_some(store, "a1")
+    assert calls == ["api"]
+    assert "listener bug" in caplog.text
+    assert await store.get_appointment("a1") is not None
+
+
+async def test_readers_never_see_uncommitted_writes(store: SqliteStore) -> None:
+    written = asyncio.Event()
+    release = asyncio.Event()
+
+    async def writer() -> None:
+        async with store.transaction("api") as tx:
+            await tx.put_appointment(appt("a1"))
+            written.set()
+            await release.wait()
+
+    task = asyncio.create_task(writer())
+    await written.wait()
+    assert await store.get_appointment("a1") is None  # reading does not wait for the writer
+    release.set()
+    await task
+    assert await store.get_appointment("a1") is not None
+
+
+async def test_concurrent_transactions_serialize(store: SqliteStore) -> None:
+    async def worker(n: int) -> None:
+        for i in range(10):
+            async with store.transaction(f"sync:w{n}") as tx:
+                current = await tx.get_appointment("counter")
+                await asyncio.sleep(0)  # let the other tasks try to write in between
+                subject = str(int(current.subject) + 1) if current else "1"
+                await tx.put_appointment(appt("counter").evolve(subject=subject))
+                await tx.put_appointment(appt(f"w{n}-{i}", "bob"))
+
+    await asyncio.gather(*(worker(n) for n in range(8)))
+    counter = await store.get_appointment("counter")
+    assert counter is not None and counter.subject == "80"  # no lost update
+    assert counter.version == 80
+    assert len(await store.list_appointments(agent_id="bob")) == 80
+
+
+async def test_two_stores_on_one_file_wait_for_each_other(tmp_path: Path) -> None:
+    # As two processes would (calhub serve and calhub sync): busy_timeout makes the second
+    # writer wait instead of failing with "database is locked".
+    path = tmp_path / "shared.db"
+    async with SqliteStore(path) as one, SqliteStore(path) as two:
+        async with one.transaction("api") as tx:
+            await tx.put_agent(Agent(id="alice", name="Alice"))
+
+        async def worker(store: SqliteStore, prefix: str) -> None:
+            for i in range(15):
+                async with store.transaction("api") as tx:
+                    await tx.put_appointment(appt(f"{prefix}{i}"))
+                    await asyncio.sleep(0.001)
+
+        await asyncio.gather(worker(one, "one-"), worker(two, "two-"))
+        assert len(await one.list_appointments()) == 30
+        assert len(await two.list_appointments()) == 30
+
+
+async def test_nested_transaction_in_one_task_is_refused(store: SqliteStore) -> None:
+    async with store.transaction("api") as tx:
+        await tx.put_appointment(appt("a1"))
+        with pytest.raises(RuntimeError, match="already open"):
+            async with store.transaction("api"):
+                pass
+    assert await store.get_appointment("a1") is not None
+
+
+async def test_tx_is_unusable_after_its_block(store: SqliteStore) -> None:
+    async with store.transaction("api") as tx:
+        pass
+    with pytest.raises(StoreError, match="finished"):
+        await tx.put_appointment(appt("late"))
+    assert await store.get_appointment("late") is None
+
+
+async def test_close_waits_for_the_transaction_in_flight(store: SqliteStore) -> None:
+    inside = asyncio.Event()
+
+    async def writer() -> None:
+        async with store.transaction("api") as tx:
+            inside.set()
+            await asyncio.sleep(0.01)
+            await tx.put_appointment(appt("a1"))
+
+    task = asyncio.create_task(writer())
+    await inside.wait()
+    await store.close()
+    await task
+    await store.open()
+    assert await store.get_appointment("a1") is not None
+
+
+async def test_closed_store_refuses_transactions(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "hub.db")
+    with pytest.raises(StoreError, match="not open"):
+        async with store.transaction("api"):
+            pass
