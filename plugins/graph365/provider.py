@@ -1,0 +1,274 @@
+"""The ``graph365`` provider: agents' Microsoft 365 calendars through Microsoft Graph.
+
+One provider object serves one ``[accounts.NAME]`` (an Entra ID app with the
+Calendars.ReadWrite application permission); each agent's calendar is ``/users/{email}``
+(or ``/users/{email}/calendars/{id}`` when the agent names a calendar).
+
+msgraph-sdk and azure-identity are the optional extra ``calhub[graph]``: they are imported in
+:meth:`GraphProvider.open`, so the plugin registers (and ``calhub providers`` lists it)
+without them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, ClassVar
+from urllib.parse import quote
+
+from hub.spec import (
+    CalendarRef,
+    CheckItem,
+    EventData,
+    FetchResult,
+    Option,
+    PermanentError,
+    Provider,
+    ProviderError,
+    PushItem,
+    PushOutcome,
+    PushResult,
+    RemoteEvent,
+    Window,
+)
+from plugins.graph365.batch import MAX_BATCH, BatchRequest, run_batch
+from plugins.graph365.delta import fetch_delta
+from plugins.graph365.errors import error_for
+from plugins.graph365.mapping import (
+    MappingError,
+    event_body,
+    hub_id_expand,
+    hub_id_filter,
+    remote_event,
+    utc_param,
+)
+from plugins.graph365.wire import Response
+
+if TYPE_CHECKING:
+    from plugins.graph365.client import GraphHttp
+
+DEFAULT_BASE_URL = "https://graph.microsoft.com/v1.0"
+INSTALL_HINT = "graph365 needs msgraph-sdk and azure-identity: install calhub[graph]"
+
+
+class GraphProvider(Provider):
+    """Microsoft 365 calendars over Graph: delta reads, $batch writes, app-only auth."""
+
+    name: ClassVar[str] = "graph365"
+    title: ClassVar[str] = "Microsoft 365 (Microsoft Graph)"
+    supports_delta: ClassVar[bool] = True
+    max_batch: ClassVar[int] = 20
+    max_concurrency: ClassVar[int] = 4
+    options: ClassVar[Sequence[Option]] = (
+        Option("tenant_id", required=True, help="Entra ID tenant (directory) id"),
+        Option("client_id", required=True, help="application (client) id"),
+        Option("client_secret", secret=True, help="client secret (use client_secret_env)"),
+        Option("certificate_file", help="PEM with the app's private key and certificate"),
+        Option("authority", help="Entra ID host for national clouds or tests"),
+        Option("base_url", default=DEFAULT_BASE_URL, help="Graph endpoint, incl. version"),
+        Option("scope", help="token scope; default: the Graph host's /.default"),
+        Option("ca_file", help="CA bundle for TLS (proxies, tests)"),
+        Option("page_size", type=int, default=100, help="events per delta page"),
+    )
+
+    _http: GraphHttp | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        if self._http is not None:
+            return
+        try:
+            from plugins.graph365.auth import build_credential, scope_for
+            from plugins.graph365.client import GraphHttp
+        except ImportError as exc:
+            raise PermanentError(f"{INSTALL_HINT} ({exc.name} is missing)") from exc
+        opts = self.account.options
+        base_url = str(opts.get("base_url") or DEFAULT_BASE_URL)
+        credential = build_credential(opts)
+        self._http = GraphHttp(
+            base_url=base_url,
+            credential=credential,
+            scope=scope_for(base_url, opts.get("scope")),
+            account=self.account.name,
+            telemetry=self.telemetry,
+            ca_file=opts.get("ca_file"),
+            per_mailbox=self.max_concurrency,
+        )
+
+    async def close(self) -> None:
+        if self._http is not None:
+            http, self._http = self._http, None
+            await http.close()
+
+    @property
+    def http(self) -> GraphHttp:
+        if self._http is None:
+            raise PermanentError("graph365: provider used before open()")
+        return self._http
+
+    @property
+    def requests(self) -> int:
+        """HTTP requests sent so far (a $batch counts once)."""
+        return self._http.requests if self._http else 0
+
+    # ------------------------------------------------------------------ contract
+
+    async def fetch(self, cal: CalendarRef, window: Window, cursor: str | None) -> FetchResult:
+        page = int(self.account.options.get("page_size") or 100)
+        return await fetch_delta(self.http, cal.mailbox, _cal_path(cal), window, cursor, page)
+
+    async def push(self, cal: CalendarRef, items: Sequence[PushItem]) -> list[PushOutcome]:
+        path = _cal_path(cal)
+        outcomes: list[PushOutcome] = []
+        for start in range(0, len(items), MAX_BATCH):
+            chunk = items[start : start + MAX_BATCH]
+            requests = []
+            for item in chunk:
+                if item.remote_id is None:
+                    url = self.http.url(f"{path}/events")
+                    requests.append(BatchRequest("POST", url, event_body(item.data, item.hub_id)))
+                else:
+                    url = self.http.url(f"{path}/events/{quote(item.remote_id, safe='')}")
+                    headers = {"If-Match": item.version} if item.version else {}
+                    requests.append(BatchRequest("PATCH", url, event_body(item.data), headers))
+            replies = await run_batch(self.http, cal.mailbox, requests, operation="push")
+            for item, reply in zip(chunk, replies, strict=True):
+                if not reply.ok:
+                    outcomes.append(
+                        error_for(
+                            reply.status,
+                            reply.headers,
+                            reply.body,
+                            mailbox=cal.mailbox,
+                            item=item.hub_id,
+                        )
+                    )
+                    continue
+                try:
+                    event = remote_event(reply.body)
+                except MappingError as exc:
+                    outcomes.append(PermanentError(f"graph365: {exc}", item=item.hub_id))
+                    continue
+                outcomes.append(PushResult(item.hub_id, event.remote_id, event.version, event.data))
+        return outcomes
+
+    async def delete(self, cal: CalendarRef, remote_id: str, version: str | None) -> None:
+        url = self.http.url(f"{_cal_path(cal)}/events/{quote(remote_id, safe='')}")
+        headers = {"If-Match": version} if version else {}
+        reply = await self.http.send(
+            "DELETE", url, mailbox=cal.mailbox, operation="delete", headers=headers
+        )
+        if not reply.ok:
+            raise error_for(
+                reply.status, reply.headers, reply.body, mailbox=cal.mailbox, item=remote_id
+            )
+
+    async def get(self, cal: CalendarRef, remote_id: str) -> RemoteEvent:
+        url = self.http.url(
+            f"{_cal_path(cal)}/events/{quote(remote_id, safe='')}", {"$expand": hub_id_expand()}
+        )
+        reply = await self.http.send("GET", url, mailbox=cal.mailbox, operation="get")
+        if not reply.ok:
+            raise error_for(
+                reply.status, reply.headers, reply.body, mailbox=cal.mailbox, item=remote_id
+            )
+        try:
+            return remote_event(reply.body)
+        except MappingError as exc:
+            raise PermanentError(f"graph365: {exc}", item=remote_id) from exc
+
+    async def find(self, cal: CalendarRef, hub_ids: Sequence[str]) -> dict[str, RemoteEvent]:
+        found: dict[str, RemoteEvent] = {}
+        ids = list(dict.fromkeys(hub_ids))
+        for start in range(0, len(ids), MAX_BATCH):
+            chunk = ids[start : start + MAX_BATCH]
+            requests = [
+                BatchRequest(
+                    "GET",
+                    self.http.url(
+                        f"{_cal_path(cal)}/events",
+                        {"$filter": hub_id_filter(hub_id), "$expand": hub_id_expand()},
+                    ),
+                )
+                for hub_id in chunk
+            ]
+            replies = await run_batch(self.http, cal.mailbox, requests, operation="find")
+            for hub_id, reply in zip(chunk, replies, strict=True):
+                if not reply.ok:
+                    raise error_for(
+                        reply.status, reply.headers, reply.body, mailbox=cal.mailbox, item=hub_id
+                    )
+                for obj in (reply.body or {}).get("value") or ():
+                    try:
+                        event = remote_event(obj)
+                    except MappingError:
+                        continue
+                    if event.hub_id == hub_id:
+                        found.setdefault(hub_id, event)
+        return found
+
+    async def check(self, cals: Sequence[CalendarRef], write: bool = False) -> list[CheckItem]:
+        try:
+            await self.open()
+            await self.http.token()
+        except ProviderError as exc:
+            return [CheckItem("token acquired", False, exc.message)]
+        items = [CheckItem("token acquired", True, f"scope {self.http.scope}")]
+        for cal in cals:
+            items.extend(await self._check_calendar(cal, write))
+        return items
+
+    # ------------------------------------------------------------------ check steps
+
+    async def _check_calendar(self, cal: CalendarRef, write: bool) -> list[CheckItem]:
+        path = _cal_path(cal)
+        now = datetime.now(UTC).replace(microsecond=0)
+        who = f"{cal.agent_id} <{cal.mailbox}>"
+        calendar = path if cal.calendar else f"{path}/calendar"
+        window = {
+            "startDateTime": utc_param(now),
+            "endDateTime": utc_param(now + timedelta(days=1)),
+            "$top": "1",
+        }
+        items: list[CheckItem] = []
+        try:
+            await self._checked("GET", self.http.url(calendar), cal)
+            items.append(CheckItem(f"{who}: mailbox reachable", True))
+            await self._checked("GET", self.http.url(f"{path}/calendarView", window), cal)
+            items.append(CheckItem(f"{who}: calendar readable", True))
+            if write:
+                probe = EventData(
+                    subject="calhub probe (safe to delete)",
+                    start=now + timedelta(days=365),
+                    end=now + timedelta(days=365, minutes=5),
+                    show_as="free",
+                )
+                url = self.http.url(f"{path}/events")
+                made = await self._checked("POST", url, cal, event_body(probe))
+                items.append(CheckItem(f"{who}: probe event created", True))
+                await self.delete(cal, str(made.body["id"]), None)
+                items.append(CheckItem(f"{who}: probe event deleted", True))
+        except ProviderError as exc:
+            # The first failed step ends this agent's checks: the later ones depend on it.
+            steps = ["mailbox reachable", "calendar readable", "probe event created"]
+            failed = steps[len(items)] if len(items) < len(steps) else "probe event deleted"
+            items.append(CheckItem(f"{who}: {failed}", False, exc.message))
+        return items
+
+    async def _checked(
+        self, method: str, url: str, cal: CalendarRef, body: object = None
+    ) -> Response:
+        reply = await self.http.send(method, url, mailbox=cal.mailbox, operation="check", body=body)
+        if not reply.ok:
+            raise error_for(reply.status, reply.headers, reply.body, mailbox=cal.mailbox)
+        return reply
+
+
+def _cal_path(cal: CalendarRef) -> str:
+    if not cal.mailbox:
+        raise PermanentError(f"graph365: agent {cal.agent_id} has no email (mailbox)")
+    path = f"users/{quote(cal.mailbox, safe='@')}"
+    if cal.calendar:
+        path += f"/calendars/{quote(cal.calendar, safe='')}"
+    return path

@@ -1,0 +1,59 @@
+"""Fixtures for the graph365 tests: a test CA, the strict Graph fake, an opened provider."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from hub.spec import AccountConfig, CalendarRef
+from plugins.graph365 import GraphProvider
+from tests.fakes.graph import GraphFake
+from tests.fakes.tls import TestCA
+
+MAILBOXES = ("alice@contoso.example", "bob@contoso.example")
+
+
+@pytest.fixture(scope="session")
+def ca(tmp_path_factory: pytest.TempPathFactory) -> TestCA:
+    return TestCA.create(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture
+async def fake(ca: TestCA) -> AsyncIterator[GraphFake]:
+    async with GraphFake(ca) as server:
+        for email in MAILBOXES:
+            server.add_mailbox(email)
+        yield server
+
+
+def account_for(fake: GraphFake, name: str = "o365", **overrides: object) -> AccountConfig:
+    """The account section an administrator would write, pointed at the fake."""
+    options: dict[str, object] = {
+        "tenant_id": fake.tenant,
+        "client_id": fake.client_id,
+        "client_secret": fake.client_secret,
+        "authority": fake.authority,
+        "base_url": fake.base_url,
+        "ca_file": str(fake.ca.ca_file),
+        "page_size": 50,
+    }
+    options.update(overrides)
+    return AccountConfig(name=name, provider="graph365", options=options)
+
+
+@pytest.fixture
+async def provider(fake: GraphFake) -> AsyncIterator[GraphProvider]:
+    async with GraphProvider(account_for(fake)) as prov:
+        yield prov  # type: ignore[misc]
+
+
+@pytest.fixture
+def cal() -> CalendarRef:
+    return CalendarRef(agent_id="alice", mailbox=MAILBOXES[0])
+
+
+@pytest.fixture
+def tmp_ca_dir(tmp_path: Path) -> Path:
+    return tmp_path
