@@ -136,7 +136,7 @@ class Fetcher:
                 body=davxml.sync_collection(token), content_type=XML, depth="0",
             )  # fmt: skip
             if reply.status == 410 or (
-                reply.status in (403, 409)
+                reply.status in (403, 409, 412)
                 and _VALID_SYNC_TOKEN in davxml.error_preconditions(reply.body)
             ):
                 raise CursorInvalid(f"sync-token rejected by {collection.url}")

@@ -59,6 +59,16 @@ def _zone(name: str | None) -> ZoneInfo | None:
         return None  # a zone this machine does not know: write UTC, which is never wrong
 
 
+def problem(data: EventData) -> str | None:
+    """Why ``data`` cannot be written as a VEVENT, or None. Radicale stores an event that ends
+    before it starts; every other calendar refuses it, so the provider refuses it first."""
+    if isinstance(data.start, datetime) != isinstance(data.end, datetime):
+        return "start and end mix a date and a date-time"
+    if as_utc(data.end) < as_utc(data.start):
+        return "the event ends before it starts"
+    return None
+
+
 def to_ical(data: EventData, hub_id: str, *, stamp: datetime | None = None) -> bytes:
     """The calendar object resource of one hub appointment."""
     cal = icalendar.Calendar()

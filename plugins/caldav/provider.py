@@ -191,6 +191,9 @@ class CalDAVProvider(Provider):
         return outcomes
 
     async def _push(self, collection: Collection, item: PushItem) -> PushResult:
+        reason = ical.problem(item.data)
+        if reason is not None:
+            raise PermanentError(f"{item.hub_id}: {reason}", item=item.hub_id)
         body = ical.to_ical(item.data, item.hub_id)
         if item.remote_id is None:
             path = collection.path + ical.resource_name(item.hub_id)
