@@ -173,7 +173,8 @@ class RemoteEvent:
     ``hub_id`` is the hub tag read back from the hidden property, ``None`` for an external
     event (or when the provider's listing cannot return the property: Graph delta; the engine
     then relies on its status table and :meth:`Provider.find`). ``series_id`` groups the
-    occurrences of an expanded recurring external event.
+    occurrences of an expanded recurring external event. ``modified`` (optional) lets the
+    ``newest`` conflict policy compare change times; without it the fetch time is used.
     """
 
     remote_id: str
@@ -181,6 +182,7 @@ class RemoteEvent:
     data: EventData
     hub_id: str | None = None
     series_id: str | None = None
+    modified: datetime | None = None  # when the provider says it last changed, if it says
 
 
 @dataclass(frozen=True, slots=True)

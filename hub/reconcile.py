@@ -1,0 +1,868 @@
+"""Two-way reconcile of one agent calendar: state in, plan out. Pure: no I/O, no clock.
+
+The engine (:mod:`hub.sync`) gathers the inputs — the hub's appointments, the status table of
+last-synced pairs, what the provider's fetch returned — and applies the :class:`Plan` this
+module returns. Everything DESIGN.md "Sync semantics" promises is decided here:
+
+- a side changed only when its *content hash* changed (servers bump versions for nothing);
+- hub-owned events: start/end always flow back, subject and body only for manual (C)
+  appointments; for A/B the rendered content is pushed again and the refusal audited;
+- external events are imported only when import is on, private ones as "Data unavailable"
+  busy time whose content is never stored or hashed; import off removes them from the hub;
+- deletes both ways, ``remote_delete = "restore"`` re-creates; an edit beats a delete;
+- both sides changed: the ``conflict`` policy picks a winner and a :class:`Conflict` records
+  both sides;
+- leaving the window never deletes; a full listing's missing items are verified first;
+- no duplicates: crashed creates (status ``creating``) are found by hub id and linked, tagged
+  events without a status row are linked, duplicates and orphans of purged appointments are
+  deleted;
+- a full listing that suddenly comes back empty stops the pass (unless overridden).
+
+Some decisions need facts only the provider has (does this missing event still exist? did the
+crashed create happen?). Then the plan holds only ``get``/``find`` requests; the engine asks the
+provider and calls :func:`reconcile` again with the answers in ``looked_up``/``found``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from typing import Any
+
+from hub.model import (
+    Agent,
+    Appointment,
+    Conflict,
+    ConflictPolicy,
+    Kind,
+    PushState,
+    RemoteDelete,
+    SyncStatus,
+)
+from hub.spec import PRIVATE_SUBJECT, EventData, FetchResult, RemoteEvent, Window, as_utc
+
+Render = Callable[[Appointment], EventData]
+
+SYNCED = "synced"
+CREATING = "creating"
+# The remote version is not known any more (a write was refused with 412/404): fetch the event
+# with provider.get before deciding anything about it.
+STALE = "stale"
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileInput:
+    """Everything one reconcile of one agent calendar looks at.
+
+    ``appointments`` holds the agent's appointments overlapping the window (tombstones
+    included) plus every appointment named by a relevant status row or a fetched hub tag
+    (see :func:`wanted_appointment_ids`). ``render`` builds the external event of a hub
+    appointment (:func:`hub.render.render_event` bound to the agent, its requests and the
+    settings). ``looked_up`` maps remote ids to what ``provider.get`` returned (None: not
+    found); ``found`` maps hub ids to what ``provider.find`` returned. Both are None until the
+    engine asked.
+    """
+
+    agent: Agent
+    account: str
+    window: Window
+    now: datetime
+    appointments: Mapping[str, Appointment]
+    statuses: Sequence[SyncStatus]
+    fetch: FetchResult
+    render: Render
+    import_external: bool = False
+    conflict: ConflictPolicy = ConflictPolicy.NEWEST
+    remote_delete: RemoteDelete = RemoteDelete.FOLLOW
+    allow_empty: bool = False
+    read_only: bool = False
+    looked_up: Mapping[str, RemoteEvent | None] | None = None
+    found: Mapping[str, RemoteEvent] | None = None
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+@dataclass(slots=True)
+class HubAction:
+    """A change on the hub side only, written in one transaction.
+
+    ``label``: import, pull (external changed), flow-back, link, status (version refresh),
+    hub-delete (remote deleted, follow), unimport (import off), forget (both sides gone),
+    purge (tombstone with nothing remote), undelete (remote edit beats hub delete).
+    """
+
+    label: str
+    appointment_id: str
+    put: Appointment | None = None
+    delete: bool = False  # tombstone and purge the appointment (its status rows go with it)
+    purge: bool = False  # purge an existing tombstone
+    status: SyncStatus | None = None
+    drop_status: bool = False
+    conflict: Conflict | None = None
+    audit: tuple[str, dict[str, Any]] | None = None
+
+
+@dataclass(slots=True)
+class PushAction:
+    """A create (``remote_id is None``) or an update with its precondition ``version``.
+
+    After the provider accepted it, the engine writes ``hub_put`` (the hub side of a flow-back),
+    the final status row and ``conflict`` in one transaction. ``label``: create, restore,
+    update, flow-back (A/B content pushed again with the remote's times), conflict-hub,
+    conflict-remote.
+    """
+
+    label: str
+    appointment_id: str
+    data: EventData
+    remote_id: str | None = None
+    version: str | None = None
+    hub_put: Appointment | None = None
+    conflict: Conflict | None = None
+    audit: tuple[str, dict[str, Any]] | None = None
+
+    @property
+    def is_create(self) -> bool:
+        return self.remote_id is None
+
+
+@dataclass(slots=True)
+class RemoteDeleteAction:
+    """Delete a remote event with its precondition, then forget it on the hub side.
+
+    ``appointment_id`` is None for a stray event (a duplicate, or an orphan whose hub
+    appointment was purged) that has no status row. ``purge`` removes the hub tombstone;
+    ``drop_status`` removes the status row while the appointment stays (no longer pushed).
+    """
+
+    label: str
+    remote_id: str
+    version: str | None
+    appointment_id: str | None = None
+    purge: bool = False
+    drop_status: bool = False
+    conflict: Conflict | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """An item left out of this pass, with the reason shown to administrators."""
+
+    item: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.item}: {self.reason}"
+
+
+@dataclass(slots=True)
+class Plan:
+    """The outcome of :func:`reconcile`.
+
+    When ``get`` or ``find`` is non-empty the plan is incomplete: ask the provider and
+    reconcile again. ``stop`` is set when the pass must not go on (the reason);
+    ``used_empty_override`` tells the engine to clear a one-shot override.
+    """
+
+    hub: list[HubAction] = field(default_factory=list)
+    remote_deletes: list[RemoteDeleteAction] = field(default_factory=list)
+    pushes: list[PushAction] = field(default_factory=list)
+    skipped: list[Skip] = field(default_factory=list)
+    get: list[str] = field(default_factory=list)
+    find: list[str] = field(default_factory=list)
+    stop: str | None = None
+    used_empty_override: bool = False
+
+    @property
+    def needs_lookup(self) -> bool:
+        return bool(self.get or self.find)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.hub or self.remote_deletes or self.pushes)
+
+    def labels(self) -> list[str]:
+        """Every action's label (tests and counts)."""
+        return [a.label for a in (*self.hub, *self.remote_deletes, *self.pushes)]
+
+    def conflicts(self) -> list[Conflict]:
+        return [
+            a.conflict
+            for a in (*self.hub, *self.remote_deletes, *self.pushes)
+            if a.conflict is not None
+        ]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def external_id(agent_id: str, account: str, remote_id: str) -> str:
+    """The hub id of an imported external event: derived from where it lives, so that an
+    import repeated after a lost status table finds the same appointment."""
+    digest = hashlib.sha256(f"{agent_id}\x00{account}\x00{remote_id}".encode()).hexdigest()
+    return f"ext-{digest[:24]}"
+
+
+def sanitize_external(data: EventData) -> EventData:
+    """What the hub keeps of an external event: a private one is busy time and nothing else."""
+    if not data.private:
+        return data
+    return EventData(
+        subject=PRIVATE_SUBJECT,
+        start=data.start,
+        end=data.end,
+        private=True,
+        show_as=data.show_as,
+        timezone=data.timezone,
+    )
+
+
+def _norm(value: datetime | date) -> datetime | date:
+    return as_utc(value) if isinstance(value, datetime) else value
+
+
+def _span(data: EventData) -> tuple[datetime, datetime]:
+    return as_utc(data.start), as_utc(data.end)
+
+
+def status_in_window(status: SyncStatus, window: Window) -> bool:
+    """Whether the pair's last known span overlaps the window."""
+    if status.start is None or status.end is None:
+        return True  # unknown span: treat as in the window, the safe side for the empty stop
+    return window.overlaps(status.start, status.end)
+
+
+def _relevant(status: SyncStatus, inp: ReconcileInput, touched: set[str]) -> bool:
+    """Pairs wholly outside the window are left alone unless something about them moved."""
+    return (
+        status.state != SYNCED
+        or status_in_window(status, inp.window)
+        or (status.remote_id is not None and status.remote_id in touched)
+        or status.appointment_id in inp.appointments
+    )
+
+
+def _touched_remote_ids(fetch: FetchResult) -> set[str]:
+    return (
+        {e.remote_id for e in fetch.changed}
+        | set(fetch.deleted)
+        | set(fetch.left_window)
+        | {s.remote_id for s in fetch.skipped}
+    )
+
+
+def wanted_appointment_ids(
+    statuses: Iterable[SyncStatus],
+    fetch: FetchResult,
+    window: Window,
+    extra_remote: Iterable[RemoteEvent] = (),
+) -> set[str]:
+    """Appointment ids the engine must load besides the window's: those of status rows that
+    matter this pass and those named by fetched hub tags."""
+    touched = _touched_remote_ids(fetch)
+    ids = {
+        s.appointment_id
+        for s in statuses
+        if s.state != SYNCED
+        or status_in_window(s, window)
+        or (s.remote_id is not None and s.remote_id in touched)
+    }
+    ids.update(e.hub_id for e in (*fetch.changed, *extra_remote) if e.hub_id)
+    return ids
+
+
+def _snapshot(data: EventData, appt: Appointment | None = None) -> dict[str, Any]:
+    snap = data.canonical()
+    if appt is not None:
+        snap["version"] = appt.version
+        snap["updated_at"] = appt.updated_at.isoformat() if appt.updated_at else None
+        snap["deleted"] = appt.deleted
+    return snap
+
+
+# --------------------------------------------------------------------------- reconcile
+
+
+def reconcile(inp: ReconcileInput) -> Plan:
+    """The plan for one pass of one agent calendar (see the module docstring)."""
+    return _Reconciler(inp).run()
+
+
+class _Reconciler:
+    """One reconcile run; holds the indexes built from the input."""
+
+    def __init__(self, inp: ReconcileInput) -> None:
+        self.inp = inp
+        self.plan = Plan()
+        fetch = inp.fetch
+        self.remote: dict[str, RemoteEvent] = {}
+        for event in fetch.changed:
+            self.remote.setdefault(event.remote_id, event)
+        self.gone: set[str] = set(fetch.deleted)
+        self.left: set[str] = set(fetch.left_window)
+        self.bad: set[str] = {s.remote_id for s in fetch.skipped}
+        self.touched = _touched_remote_ids(fetch)
+        self.statuses = [s for s in inp.statuses if _relevant(s, inp, self.touched)]
+        self.by_remote: dict[str, SyncStatus] = {
+            s.remote_id: s for s in inp.statuses if s.remote_id and s.state != CREATING
+        }
+        self.by_appt: dict[str, SyncStatus] = {s.appointment_id: s for s in inp.statuses}
+        self.handled_remote: set[str] = set()
+        self.handled_appt: set[str] = set()
+
+    # -------------------------------------------------------------- phases
+
+    def run(self) -> Plan:
+        plan = self.plan
+        plan.skipped.extend(Skip(s.remote_id, s.reason) for s in self.inp.fetch.skipped)
+        if self._empty_stop():
+            return plan
+        self._request_lookups()
+        if plan.needs_lookup:
+            return plan
+        self._merge_lookups()
+        for status in self.statuses:
+            self._pair(status)
+        for event in list(self.remote.values()):
+            if event.remote_id not in self.handled_remote:
+                self._unmatched(event)
+        for appt in self.inp.appointments.values():
+            if appt.id not in self.handled_appt and appt.agent_id == self.inp.agent.id:
+                self._unsynced(appt)
+        return plan
+
+    def _empty_stop(self) -> bool:
+        inp = self.inp
+        fetch = inp.fetch
+        if not fetch.full or fetch.changed or fetch.skipped:
+            return False
+        known = [s for s in inp.statuses if s.remote_id and status_in_window(s, inp.window)]
+        if not known:
+            return False
+        if inp.allow_empty:
+            self.plan.used_empty_override = True
+            return False
+        self.plan.stop = (
+            f"the remote calendar came back empty while {len(known)} synced event(s) are "
+            "expected in the window; nothing was deleted. If the calendar really was emptied, "
+            'sync once with {"allow_empty": true}'
+        )
+        return True
+
+    def _request_lookups(self) -> None:
+        inp = self.inp
+        if inp.found is None:
+            self.plan.find = sorted(s.appointment_id for s in inp.statuses if s.state == CREATING)
+        if inp.looked_up is not None:
+            return
+        need: list[str] = []
+        for status in self.statuses:
+            rid = status.remote_id
+            if status.state == CREATING or rid is None or rid in self.remote or rid in self.gone:
+                continue
+            if rid in self.bad:
+                continue
+            # Follow a drag out of the window, re-read a stale version, and never trust an
+            # absence from a full listing: it may be a delete or a move out of the window.
+            if rid in self.left or status.state == STALE or inp.fetch.full:
+                need.append(rid)
+        self.plan.get = sorted(set(need))
+
+    def _merge_lookups(self) -> None:
+        for rid, event in (self.inp.looked_up or {}).items():
+            if event is not None:
+                self.remote[rid] = event
+            elif rid not in self.left:
+                # A left_window id that is not found stays as it is: leaving never deletes.
+                self.gone.add(rid)
+        self.found = dict(self.inp.found or {})
+
+    # -------------------------------------------------------------- pairs
+
+    def _pair(self, status: SyncStatus) -> None:
+        appt = self.inp.appointments.get(status.appointment_id)
+        self.handled_appt.add(status.appointment_id)
+        if status.state == CREATING:
+            event = self.found.get(status.appointment_id)
+            if event is None:
+                # The crashed create never reached the server: drop the row; the appointment
+                # is created again below when it still should be.
+                self.handled_appt.discard(status.appointment_id)
+                del self.by_appt[status.appointment_id]
+                self.plan.hub.append(HubAction("forget", status.appointment_id, drop_status=True))
+                return
+            self.remote.setdefault(event.remote_id, event)
+            event = self.remote[event.remote_id]
+            # The event was created from the data whose hash the creating row holds.
+            status = replace(
+                status,
+                remote_id=event.remote_id,
+                remote_version=event.version,
+                remote_hash=status.hub_hash,
+                state=SYNCED,
+            )
+            self.by_appt[status.appointment_id] = status
+            self.handled_remote.add(event.remote_id)
+            self._owned(status, appt, event, gone=False, dirty=True, label="link")
+            return
+        rid = status.remote_id
+        event = self.remote.get(rid) if rid else None
+        if rid:
+            self.handled_remote.add(rid)
+        gone = rid is not None and rid in self.gone
+        if status.external:
+            self._external(status, appt, event, gone)
+        else:
+            self._owned(status, appt, event, gone=gone, dirty=status.state != SYNCED)
+
+    def _owned(
+        self,
+        status: SyncStatus | None,
+        appt: Appointment | None,
+        event: RemoteEvent | None,
+        *,
+        gone: bool,
+        dirty: bool = False,
+        label: str | None = None,
+    ) -> None:
+        """Decide one hub-owned pair. ``status`` None: linked without a last-synced base."""
+        inp = self.inp
+        appt_id = status.appointment_id if status else (appt.id if appt else "")
+        rid = event.remote_id if event else (status.remote_id if status else None)
+        version = event.version if event else (status.remote_version if status else None)
+        alive = appt is not None and not appt.deleted and appt.push_state is PushState.SYNC
+        data: EventData | None = None
+        if alive:
+            assert appt is not None
+            data = self._render(appt)
+            if data is None:
+                return
+        hub_hash = data.content_hash() if data else None
+        hub_changed = alive and (status is None or hub_hash != status.hub_hash)
+        remote_hash = event.data.content_hash() if event else None
+        remote_changed = event is not None and (status is None or remote_hash != status.remote_hash)
+
+        if gone:
+            if alive:
+                assert appt is not None and data is not None
+                if hub_changed and status is not None:
+                    conflict = self._conflict(
+                        appt, data, None, "edit-beats-delete", "edited in the hub, deleted remotely"
+                    )
+                    self._create(appt, data, "restore", conflict=conflict)
+                elif inp.remote_delete is RemoteDelete.RESTORE:
+                    self._create(appt, data, "restore")
+                else:
+                    self.plan.hub.append(HubAction("hub-delete", appt_id, delete=True))
+            else:
+                self.plan.hub.append(
+                    HubAction(
+                        "forget",
+                        appt_id,
+                        purge=appt is not None and appt.deleted,
+                        drop_status=appt is None or not appt.deleted,
+                    )
+                )
+            return
+
+        if rid is None:
+            return
+        if not alive:
+            if appt is not None and appt.deleted and remote_changed and status is not None:
+                assert event is not None
+                conflict = self._conflict(
+                    appt,
+                    self._render(appt) or event.data,
+                    event,
+                    "edit-beats-delete",
+                    "deleted in the hub, edited remotely: the remote edit is kept",
+                )
+                revived = appt.evolve(deleted=False, deleted_at=None)
+                self._flow_back(revived, event, "undelete", conflict=conflict, force_put=True)
+                return
+            conflict = None
+            if remote_changed and status is not None and appt is None:
+                conflict = Conflict(
+                    id=self._conflict_id(appt_id, event),
+                    agent_id=inp.agent.id,
+                    appointment_id=appt_id,
+                    account=inp.account,
+                    policy=inp.conflict.value,
+                    winner="hub",
+                    remote=_snapshot(event.data) if event else {},
+                    detail="the hub appointment no longer exists; the remote edit was deleted",
+                    created_at=inp.now,
+                )
+            if inp.read_only:
+                return
+            self.plan.remote_deletes.append(
+                RemoteDeleteAction(
+                    "remote-delete",
+                    rid,
+                    version,
+                    appointment_id=appt_id if status is not None else None,
+                    purge=appt is not None and appt.deleted,
+                    drop_status=status is not None and not (appt is not None and appt.deleted),
+                    conflict=conflict,
+                )
+            )
+            return
+
+        assert appt is not None and data is not None
+        if not hub_changed and not remote_changed:
+            if status is not None and (dirty or (event and event.version != status.remote_version)):
+                self._status_action(label or "status", status, appt, data, event, version)
+            return
+        if event is not None and hub_hash == remote_hash:
+            self._status_action(label or "status", status, appt, data, event, version)
+            return
+        if hub_changed and not remote_changed:
+            self._push_update(appt, data, rid, version, label="update")
+            return
+        if remote_changed and not hub_changed:
+            assert event is not None
+            self._flow_back(appt, event, label or "flow-back")
+            return
+        assert event is not None
+        winner = self._winner(appt, event)
+        if winner == "hub":
+            conflict = self._conflict(appt, data, event, "hub", "both sides changed")
+            self._push_update(appt, data, rid, event.version, "conflict-hub", conflict=conflict)
+        else:
+            conflict = self._conflict(appt, data, event, "remote", "both sides changed")
+            self._flow_back(appt, event, "conflict-remote", conflict=conflict)
+
+    def _winner(self, appt: Appointment, event: RemoteEvent) -> str:
+        policy = self.inp.conflict
+        if policy is ConflictPolicy.HUB:
+            return "hub"
+        if policy is ConflictPolicy.REMOTE:
+            return "remote"
+        # newest: the remote change time when the provider reports one, else the fetch time
+        # (the edit happened at the latest then). Ties go to the remote side.
+        remote_at = as_utc(event.modified) if event.modified else as_utc(self.inp.now)
+        hub_at = as_utc(appt.updated_at) if appt.updated_at else None
+        return "hub" if hub_at is not None and hub_at > remote_at else "remote"
+
+    def _flow_back(
+        self,
+        appt: Appointment,
+        event: RemoteEvent,
+        label: str,
+        *,
+        conflict: Conflict | None = None,
+        force_put: bool = False,
+    ) -> None:
+        """Take what may flow back from ``event`` into ``appt``; push the rest back."""
+        remote = event.data
+        changes: dict[str, Any] = {"start": _norm(remote.start), "end": _norm(remote.end)}
+        if appt.kind is Kind.MANUAL:
+            current = self._render(appt)
+            if current is not None:
+                canon, rcanon = current.canonical(), remote.canonical()
+                if canon["subject"] != rcanon["subject"]:
+                    changes["subject_override"] = remote.subject
+                if canon["body"] != rcanon["body"]:
+                    changes["body_override"] = remote.body
+        updated = appt.evolve(**changes)
+        data = self._render(updated)
+        if data is None:
+            return
+        put = updated if (force_put or updated != appt) else None
+        if data.content_hash() == remote.content_hash():
+            status = self._status(appt.id, data, event.remote_id, event.version, remote)
+            self.plan.hub.append(
+                HubAction(label, appt.id, put=put, status=status, conflict=conflict)
+            )
+            return
+        # Generated content (A/B subject and body, the hub's own fields) is not taken from
+        # the remote side: push the hub's rendering back, keeping the remote's times.
+        rejected = sorted(k for k, v in data.canonical().items() if v != remote.canonical()[k])
+        self._push_update(
+            appt,
+            data,
+            event.remote_id,
+            event.version,
+            label,
+            hub_put=put,
+            conflict=conflict,
+            audit=("remote-edit-not-taken", {"fields": rejected, "remote_id": event.remote_id}),
+        )
+
+    def _external(
+        self,
+        status: SyncStatus,
+        appt: Appointment | None,
+        event: RemoteEvent | None,
+        gone: bool,
+    ) -> None:
+        appt_id = status.appointment_id
+        if not self.inp.import_external:
+            self.plan.hub.append(
+                HubAction("unimport", appt_id, delete=appt is not None, drop_status=appt is None)
+            )
+            return
+        if gone:
+            self.plan.hub.append(
+                HubAction("hub-delete", appt_id, delete=appt is not None, drop_status=appt is None)
+            )
+            return
+        if event is None:
+            return
+        data = sanitize_external(event.data)
+        digest = data.content_hash()
+        if digest != status.remote_hash or appt is None or appt.deleted:
+            self._import(event, appt_id, appt, "pull")
+        elif event.version != status.remote_version or status.state != SYNCED:
+            self.plan.hub.append(
+                HubAction("status", appt_id, status=self._ext_status(appt_id, event, data))
+            )
+
+    # -------------------------------------------------------------- unmatched
+
+    def _unmatched(self, event: RemoteEvent) -> None:
+        """A fetched event no status row knows by its remote id."""
+        self.handled_remote.add(event.remote_id)
+        inp = self.inp
+        if event.hub_id is None:
+            self._unmatched_external(event)
+            return
+        appt = inp.appointments.get(event.hub_id)
+        if appt is not None and (appt.agent_id != inp.agent.id or appt.kind is Kind.EXTERNAL):
+            self.plan.skipped.append(
+                Skip(event.remote_id, f"tagged with hub id {event.hub_id} of another calendar")
+            )
+            return
+        status = self.by_appt.get(event.hub_id)
+        if status is not None and status.remote_id not in (None, event.remote_id):
+            if status.state != CREATING and not inp.read_only:
+                # Another remote event already carries this hub id: this one is a duplicate.
+                self.plan.remote_deletes.append(
+                    RemoteDeleteAction("duplicate", event.remote_id, event.version)
+                )
+            return
+        if appt is None:
+            if not inp.read_only:
+                self.plan.remote_deletes.append(
+                    RemoteDeleteAction("orphan", event.remote_id, event.version)
+                )
+            return
+        if appt.id in self.handled_appt:
+            return
+        self.handled_appt.add(appt.id)
+        if appt.deleted or appt.push_state is not PushState.SYNC:
+            if not inp.read_only:
+                self.plan.remote_deletes.append(
+                    RemoteDeleteAction(
+                        "remote-delete",
+                        event.remote_id,
+                        event.version,
+                        appointment_id=appt.id,
+                        purge=appt.deleted,
+                    )
+                )
+            return
+        self._owned(None, appt, event, gone=False, dirty=True, label="link")
+
+    def _unmatched_external(self, event: RemoteEvent) -> None:
+        inp = self.inp
+        if not inp.import_external:
+            return
+        data = sanitize_external(event.data)
+        if not inp.window.overlaps(data.start, data.end):
+            return
+        appt_id = external_id(inp.agent.id, inp.account, event.remote_id)
+        self.handled_appt.add(appt_id)
+        self._import(event, appt_id, inp.appointments.get(appt_id), "import")
+
+    def _import(
+        self, event: RemoteEvent, appt_id: str, appt: Appointment | None, label: str
+    ) -> None:
+        data = sanitize_external(event.data)
+        fields: dict[str, Any] = {
+            "start": _norm(data.start),
+            "end": _norm(data.end),
+            "subject": data.subject,
+            "note": data.body,
+            "location": data.location,
+            "private": data.private,
+            "show_as": data.show_as,
+            "deleted": False,
+            "deleted_at": None,
+        }
+        if appt is None:
+            put = Appointment(
+                id=appt_id,
+                agent_id=self.inp.agent.id,
+                kind=Kind.EXTERNAL,
+                push_state=PushState.EXTERNAL,
+                **fields,
+            )
+        else:
+            put = appt.evolve(**fields)
+        self.plan.hub.append(
+            HubAction(label, appt_id, put=put, status=self._ext_status(appt_id, event, data))
+        )
+
+    def _unsynced(self, appt: Appointment) -> None:
+        """A hub appointment with no status row and no remote event found for it."""
+        inp = self.inp
+        if appt.deleted:
+            self.plan.hub.append(HubAction("purge", appt.id, purge=True))
+            return
+        if appt.kind is Kind.EXTERNAL:
+            if not inp.import_external:
+                self.plan.hub.append(HubAction("unimport", appt.id, delete=True))
+            return
+        if appt.push_state is not PushState.SYNC or inp.read_only:
+            return
+        if not inp.window.overlaps(appt.start, appt.end):
+            return
+        data = self._render(appt)
+        if data is not None:
+            self._create(appt, data, "create")
+
+    # -------------------------------------------------------------- builders
+
+    def _render(self, appt: Appointment) -> EventData | None:
+        try:
+            return self.inp.render(appt)
+        except Exception as exc:  # one bad appointment must not stop the calendar
+            self.plan.skipped.append(Skip(appt.id, f"cannot render: {exc}"))
+            return None
+
+    def _create(
+        self, appt: Appointment, data: EventData, label: str, *, conflict: Conflict | None = None
+    ) -> None:
+        if self.inp.read_only:
+            self.plan.skipped.append(Skip(appt.id, "the provider is read-only"))
+            return
+        self.plan.pushes.append(PushAction(label, appt.id, data, conflict=conflict))
+
+    def _push_update(
+        self,
+        appt: Appointment,
+        data: EventData,
+        remote_id: str,
+        version: str | None,
+        label: str,
+        **extra: Any,
+    ) -> None:
+        if self.inp.read_only:
+            self.plan.skipped.append(Skip(appt.id, "the provider is read-only"))
+            return
+        self.plan.pushes.append(
+            PushAction(label, appt.id, data, remote_id=remote_id, version=version, **extra)
+        )
+
+    def _status(
+        self,
+        appt_id: str,
+        hub_data: EventData,
+        remote_id: str,
+        version: str | None,
+        remote_data: EventData,
+    ) -> SyncStatus:
+        start, end = _span(remote_data)
+        return SyncStatus(
+            agent_id=self.inp.agent.id,
+            appointment_id=appt_id,
+            account=self.inp.account,
+            remote_id=remote_id,
+            remote_version=version,
+            hub_hash=hub_data.content_hash(),
+            remote_hash=remote_data.content_hash(),
+            start=start,
+            end=end,
+        )
+
+    def _status_action(
+        self,
+        label: str,
+        status: SyncStatus | None,
+        appt: Appointment,
+        data: EventData,
+        event: RemoteEvent | None,
+        version: str | None,
+    ) -> None:
+        if event is None:
+            if status is None or status.remote_id is None:
+                return
+            new = replace(status, state=SYNCED, remote_version=version)
+        else:
+            new = self._status(appt.id, data, event.remote_id, event.version, event.data)
+        self.plan.hub.append(HubAction(label, appt.id, status=new))
+
+    def _ext_status(self, appt_id: str, event: RemoteEvent, data: EventData) -> SyncStatus:
+        start, end = _span(data)
+        return SyncStatus(
+            agent_id=self.inp.agent.id,
+            appointment_id=appt_id,
+            account=self.inp.account,
+            remote_id=event.remote_id,
+            remote_version=event.version,
+            hub_hash=data.content_hash(),
+            remote_hash=data.content_hash(),
+            external=True,
+            series_id=event.series_id,
+            start=start,
+            end=end,
+        )
+
+    def _conflict_id(self, appt_id: str, event: RemoteEvent | None) -> str:
+        key = "\x00".join(
+            (
+                self.inp.agent.id,
+                self.inp.account,
+                appt_id,
+                event.version if event else "-",
+                self.inp.now.isoformat(),
+            )
+        )
+        return "cf-" + hashlib.sha256(key.encode()).hexdigest()[:20]
+
+    def _conflict(
+        self,
+        appt: Appointment,
+        data: EventData,
+        event: RemoteEvent | None,
+        winner: str,
+        detail: str,
+    ) -> Conflict:
+        inp = self.inp
+        return Conflict(
+            id=self._conflict_id(appt.id, event),
+            agent_id=inp.agent.id,
+            appointment_id=appt.id,
+            account=inp.account,
+            policy=inp.conflict.value,
+            winner=winner,
+            hub=_snapshot(data, appt),
+            remote=_snapshot(event.data) if event is not None else {"deleted": True},
+            detail=detail,
+            created_at=inp.now,
+        )
+
+
+__all__ = [
+    "CREATING",
+    "STALE",
+    "SYNCED",
+    "HubAction",
+    "Plan",
+    "PushAction",
+    "ReconcileInput",
+    "RemoteDeleteAction",
+    "Skip",
+    "external_id",
+    "reconcile",
+    "sanitize_external",
+    "status_in_window",
+    "wanted_appointment_ids",
+]

@@ -1,0 +1,620 @@
+"""One sync pass of one agent calendar against one provider account.
+
+:class:`AgentSync` fetches what changed since the stored cursor, loads the hub side, asks
+:func:`hub.reconcile.reconcile` for a plan and carries it out:
+
+- per-item isolation: an item the provider refuses (or that cannot be rendered, or whose hub
+  write fails) is skipped with its reason and the rest of the calendar syncs;
+- creates write a status row in state ``creating`` (committed) before the remote call, and
+  the final row in the same transaction as the hub-side change after it returned, so a crash
+  in between is found again by hub id instead of creating a duplicate;
+- every update and delete carries its precondition; a 412 (or 404 on update) marks the pair
+  ``stale`` and the next pass re-reads the event before deciding again;
+- transient errors are retried with :mod:`hub.backoff`; when retries run out the pass ends
+  ``failed``. An auth error ends it ``needs-attention``. The cursor is stored only after the
+  plan was applied, so a pass that ended early is repeated from the same point;
+- a pass with nothing to do writes nothing (the calendar state only when it changed).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import anyio
+
+from hub.backoff import RetryPolicy, Sleep, retry
+from hub.config import HubSettings
+from hub.metrics import Metrics
+from hub.model import Agent, Appointment, CalendarState, PassResult, Request, SyncStatus
+from hub.reconcile import (
+    CREATING,
+    STALE,
+    HubAction,
+    Plan,
+    PushAction,
+    ReconcileInput,
+    RemoteDeleteAction,
+    reconcile,
+    wanted_appointment_ids,
+)
+from hub.render import render_event
+from hub.spec import (
+    AuthError,
+    CalendarRef,
+    CursorInvalid,
+    EventData,
+    FetchResult,
+    NotFoundError,
+    PermanentError,
+    PreconditionFailed,
+    Provider,
+    ProviderError,
+    PushItem,
+    PushResult,
+    RemoteEvent,
+    TransientError,
+    Window,
+    as_utc,
+)
+from hub.store.base import Store, Tx
+from hub.window import sync_window
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+HUB_CHUNK = 200  # hub-side actions per transaction
+FIND_CHUNK = 50  # hub ids per provider.find call
+MAX_NOTICES = 50  # skipped items kept in the calendar state
+IMPORT_FLAG = "import_external"  # stats key: the import setting the stored cursor was taken with
+PAIRS = "pairs"  # stats key: 1 when the status table had rows after the last pass
+
+
+@dataclass(slots=True)
+class _Tally:
+    """What one pass did: counts by action label, skipped items, provider calls."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    skipped: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    requests: int = 0
+
+    def skip(self, item: str, reason: str) -> None:
+        self.skipped.append(f"{item}: {reason}")
+        self.counts["skipped"] += 1
+        log.warning("sync skipped %s: %s", item, reason)
+
+
+def _persisted(state: CalendarState | None) -> tuple[Any, ...] | None:
+    """The fields whose change is worth a write (last_pass_at alone is not)."""
+    if state is None:
+        return None
+    return (
+        state.account,
+        state.calendar,
+        state.cursor,
+        state.last_result,
+        state.last_error,
+        state.needs_attention,
+        state.allow_empty_once,
+        tuple(state.notices),
+        tuple(sorted(state.stats.items())),
+    )
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
+    for i in range(0, len(items), max(1, size)):
+        yield items[i : i + size]
+
+
+def _span(data: EventData) -> tuple[datetime, datetime]:
+    return as_utc(data.start), as_utc(data.end)
+
+
+class AgentSync:
+    """Runs sync passes of agent calendars at one provider account (one pass at a time per
+    agent: the scheduler guarantees it)."""
+
+    def __init__(
+        self,
+        store: Store,
+        provider: Provider,
+        account_name: str,
+        settings: HubSettings,
+        *,
+        metrics: Metrics | None = None,
+        clock: Callable[[], datetime] | None = None,
+        sleep: Sleep | None = None,
+        retry_policy: RetryPolicy | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.provider = provider
+        self.account = account_name
+        self.settings = settings
+        self.metrics = metrics
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.sleep: Sleep = sleep or anyio.sleep
+        self.retry_policy = retry_policy or RetryPolicy()
+        self.rng = rng or random.Random()
+        self.origin = f"sync:{account_name}"
+
+    # ------------------------------------------------------------------ the pass
+
+    async def run(self, agent: Agent, *, allow_empty: bool = False) -> PassResult:
+        """One pass of ``agent``'s calendar; never raises a provider error (see the result)."""
+        started = self.clock()
+        perf = time.perf_counter()
+        result = PassResult(agent.id, self.account, "ok", started_at=started)
+        stored = await self.store.get_calendar_state(agent.id)
+        before = _persisted(stored)
+        state = stored or CalendarState(agent_id=agent.id, account=self.account)
+        state = replace(state, notices=list(state.notices), stats=dict(state.stats))
+        tally = _Tally()
+        error_kind = ""
+        try:
+            await _Pass(self, agent, state, tally, allow_empty, started).run(result)
+        except AuthError as exc:
+            result.result, error_kind = "needs-attention", "auth"
+            result.error = f"authentication refused: {exc.message}"
+        except NotFoundError as exc:
+            result.result, error_kind = "needs-attention", "not-found"
+            result.error = f"calendar not found: {exc.message}"
+        except TransientError as exc:
+            result.result, error_kind = "failed", "transient"
+            result.error = exc.message
+        except ProviderError as exc:
+            result.result, error_kind = "failed", type(exc).__name__
+            result.error = exc.message
+        result.counts = dict(tally.counts)
+        result.skipped_items = tally.skipped
+        result.requests = tally.requests
+        result.finished_at = self.clock()
+        self._finish_state(state, result, tally)
+        if _persisted(state) != before:
+            state.last_pass_at = result.finished_at
+            async with self.store.transaction(self.origin) as tx:
+                await tx.put_calendar_state(state)
+        if self.metrics is not None:
+            self.metrics.sync_pass(
+                self.account, result.result, time.perf_counter() - perf, error_kind
+            )
+            self.metrics.sync_items(self.account, result.counts)
+        return result
+
+    def _finish_state(self, state: CalendarState, result: PassResult, tally: _Tally) -> None:
+        state.last_result = result.result
+        state.last_error = result.error
+        state.needs_attention = result.result == "needs-attention" or (
+            state.needs_attention and result.result != "ok"
+        )
+        state.notices = (tally.notices + tally.skipped)[:MAX_NOTICES]
+
+    # ------------------------------------------------------------------ provider calls
+
+    async def call(self, tally: _Tally, call: Callable[[], Awaitable[T]]) -> T:
+        """One provider call with the retry policy; every attempt counts as a request."""
+
+        async def attempt() -> T:
+            tally.requests += 1
+            return await call()
+
+        return await retry(attempt, policy=self.retry_policy, sleep=self.sleep, rng=self.rng)
+
+
+class _Pass:
+    """The state of one running pass of one agent."""
+
+    def __init__(
+        self,
+        engine: AgentSync,
+        agent: Agent,
+        state: CalendarState,
+        tally: _Tally,
+        allow_empty: bool,
+        now: datetime,
+    ) -> None:
+        self.engine = engine
+        self.store = engine.store
+        self.provider = engine.provider
+        self.account = engine.account
+        self.settings = engine.settings
+        self.agent = agent
+        self.state = state
+        self.tally = tally
+        self.allow_empty = allow_empty
+        self.now = now
+        self.cal = CalendarRef(agent.id, agent.email, agent.calendar)
+        self.window: Window = sync_window(now, self.settings.days_past, self.settings.days_future)
+        self.statuses: dict[str, SyncStatus] = {}
+        self.import_on = (
+            agent.import_external
+            if agent.import_external is not None
+            else self.settings.import_external
+        )
+
+    async def run(self, result: PassResult) -> None:
+        statuses = await self.store.list_status(self.agent.id, self.account)
+        self.statuses = {s.appointment_id: s for s in statuses}
+        cursor = self.state.cursor if self._cursor_usable(statuses) else None
+        fetch = await self._fetch(cursor)
+        appts = await self._load(statuses, fetch, ())
+        inp = ReconcileInput(
+            agent=self.agent,
+            account=self.account,
+            window=self.window,
+            now=self.now,
+            appointments=appts,
+            statuses=statuses,
+            fetch=fetch,
+            render=await self._renderer(appts.values()),
+            import_external=self.import_on,
+            conflict=self.settings.conflict,
+            remote_delete=self.settings.remote_delete,
+            allow_empty=self.allow_empty or self.state.allow_empty_once,
+            read_only=self.provider.read_only,
+        )
+        plan = reconcile(inp)
+        if plan.needs_lookup and not plan.stop:
+            looked_up = await self._get(plan.get)
+            found = await self._find(plan.find)
+            extra = [e for e in (*looked_up.values(), *found.values()) if e is not None]
+            appts = await self._load(statuses, fetch, extra, appts)
+            inp = replace(
+                inp,
+                appointments=appts,
+                render=await self._renderer(appts.values()),
+                looked_up=looked_up,
+                found=found,
+            )
+            plan = reconcile(inp)
+        for skip in plan.skipped:
+            self.tally.skip(skip.item, skip.reason)
+        if plan.stop:
+            result.result, result.error = "stopped", plan.stop
+            # Drop the cursor: a delta from it would report the deletes the stop refused.
+            self.state.cursor = None
+            return
+        await self._apply(plan)
+        if not plan.empty:
+            statuses = await self.store.list_status(self.agent.id, self.account)
+        self._advance(fetch, plan, statuses)
+
+    def _cursor_usable(self, statuses: Sequence[SyncStatus]) -> bool:
+        state = self.state
+        if state.cursor is None or state.account != self.account:
+            return False
+        if state.calendar != self.agent.calendar:
+            return False
+        if self.import_on and not state.stats.get(IMPORT_FLAG):
+            return False  # externals that passed unseen while import was off: list them all
+        # The status table was lost (or wiped): a full listing lets tagged events be linked.
+        return bool(statuses) or not state.stats.get(PAIRS)
+
+    def _advance(self, fetch: FetchResult, plan: Plan, statuses: Sequence[SyncStatus]) -> None:
+        state = self.state
+        if fetch.cursor != state.cursor:
+            state.cursor = fetch.cursor
+            state.cursor_at = self.now
+        state.account = self.account
+        state.calendar = self.agent.calendar
+        state.stats[IMPORT_FLAG] = int(self.import_on)
+        if plan.used_empty_override:
+            state.allow_empty_once = False
+        self.tally.notices.extend(fetch.notices)
+        state.stats[PAIRS] = int(bool(statuses))
+
+    # ------------------------------------------------------------------ reading
+
+    async def _fetch(self, cursor: str | None) -> FetchResult:
+        try:
+            return await self.engine.call(
+                self.tally, lambda: self.provider.fetch(self.cal, self.window, cursor)
+            )
+        except CursorInvalid as exc:
+            if cursor is None:
+                raise
+            self.tally.notices.append(f"cursor refused ({exc.message}); listed the whole window")
+            self.tally.counts["full_fetch"] += 1
+            return await self.engine.call(
+                self.tally, lambda: self.provider.fetch(self.cal, self.window, None)
+            )
+
+    async def _load(
+        self,
+        statuses: Sequence[SyncStatus],
+        fetch: FetchResult,
+        extra: Sequence[RemoteEvent],
+        have: dict[str, Appointment] | None = None,
+    ) -> dict[str, Appointment]:
+        if have is None:
+            listed = await self.store.list_appointments(
+                agent_id=self.agent.id,
+                start=self.window.start,
+                end=self.window.end,
+                include_deleted=True,
+            )
+            have = {a.id: a for a in listed}
+        else:
+            have = dict(have)
+        for appt_id in sorted(
+            wanted_appointment_ids(statuses, fetch, self.window, extra) - set(have)
+        ):
+            appt = await self.store.get_appointment(appt_id, include_deleted=True)
+            if appt is not None:
+                have[appt_id] = appt
+        return have
+
+    async def _renderer(self, appts: Iterable[Appointment]) -> Callable[[Appointment], EventData]:
+        requests: dict[str, Request | None] = {}
+        for appt in appts:
+            rid = appt.request_id
+            if rid is not None and rid not in requests:
+                requests[rid] = await self.store.get_request(rid)
+        agent, settings = self.agent, self.settings
+
+        def render(appt: Appointment) -> EventData:
+            request = requests.get(appt.request_id) if appt.request_id else None
+            return render_event(appt, agent, request, settings)
+
+        return render
+
+    async def _get(self, remote_ids: Sequence[str]) -> dict[str, RemoteEvent | None]:
+        found: dict[str, RemoteEvent | None] = {}
+        for rid in remote_ids:
+            try:
+                found[rid] = await self.engine.call(
+                    self.tally, lambda rid=rid: self.provider.get(self.cal, rid)
+                )
+            except NotFoundError:
+                found[rid] = None
+            except PermanentError as exc:
+                self.tally.skip(rid, exc.message)  # unreadable: left as it is this pass
+        return found
+
+    async def _find(self, hub_ids: Sequence[str]) -> dict[str, RemoteEvent]:
+        found: dict[str, RemoteEvent] = {}
+        for chunk in _chunks(hub_ids, FIND_CHUNK):
+            found.update(
+                await self.engine.call(
+                    self.tally, lambda chunk=chunk: self.provider.find(self.cal, list(chunk))
+                )
+            )
+        return found
+
+    # ------------------------------------------------------------------ applying
+
+    async def _apply(self, plan: Plan) -> None:
+        await self._apply_hub(plan.hub)
+        for action in plan.remote_deletes:
+            await self._delete(action)
+        batch = max(1, int(getattr(self.provider, "max_batch", 1) or 1))
+        for chunk in _chunks(plan.pushes, batch):
+            await self._push(list(chunk))
+
+    async def _apply_hub(self, actions: Sequence[HubAction]) -> None:
+        for chunk in _chunks(actions, HUB_CHUNK):
+            try:
+                async with self.store.transaction(self.engine.origin) as tx:
+                    for action in chunk:
+                        await self._write_hub(tx, action)
+            except Exception:
+                if len(chunk) == 1:
+                    self._hub_failed(chunk[0])
+                    continue
+                # Find the bad one: each action on its own, so the rest still commits.
+                for action in chunk:
+                    try:
+                        async with self.store.transaction(self.engine.origin) as tx:
+                            await self._write_hub(tx, action)
+                    except Exception:
+                        self._hub_failed(action)
+                    else:
+                        self._count(action.label, action.conflict is not None)
+                continue
+            for action in chunk:
+                self._count(action.label, action.conflict is not None)
+
+    def _hub_failed(self, action: HubAction) -> None:
+        log.exception("sync: hub write %s of %s failed", action.label, action.appointment_id)
+        self.tally.skip(action.appointment_id, f"hub write failed ({action.label})")
+
+    async def _write_hub(self, tx: Tx, action: HubAction) -> None:
+        appt_id = action.appointment_id
+        if action.conflict is not None:
+            await tx.add_conflict(action.conflict)
+        if action.delete:
+            await tx.delete_appointment(appt_id)
+            await tx.purge_appointment(appt_id)
+        elif action.purge:
+            await tx.purge_appointment(appt_id)
+        if action.put is not None:
+            await tx.put_appointment(action.put)
+        if action.status is not None:
+            await tx.put_status(replace(action.status, updated_at=self.now))
+        elif action.drop_status:
+            await tx.delete_status(self.agent.id, appt_id, self.account)
+        if action.audit is not None:
+            await tx.audit("appointment", appt_id, action.audit[0], **action.audit[1])
+
+    def _count(self, label: str, conflict: bool) -> None:
+        self.tally.counts[label] += 1
+        if conflict:
+            self.tally.counts["conflicts"] += 1
+
+    def _stale(self, appointment_id: str, remote_id: str | None) -> SyncStatus:
+        """The pair's status row marked stale: the next pass re-reads the event first."""
+        current = self.statuses.get(appointment_id)
+        if current is not None and current.state != CREATING:
+            return replace(current, state=STALE, updated_at=self.now)
+        return SyncStatus(
+            agent_id=self.agent.id,
+            appointment_id=appointment_id,
+            account=self.account,
+            remote_id=remote_id,
+            remote_version=None,
+            hub_hash=None,
+            remote_hash=None,
+            state=STALE,
+            updated_at=self.now,
+        )
+
+    async def _delete(self, action: RemoteDeleteAction) -> None:
+        try:
+            await self.engine.call(
+                self.tally,
+                lambda: self.provider.delete(self.cal, action.remote_id, action.version),
+            )
+        except NotFoundError:
+            pass  # already gone: the delete is done
+        except PreconditionFailed as exc:
+            self.tally.counts["replan"] += 1
+            log.info("sync: delete of %s refused (%s); re-planned", action.remote_id, exc)
+            if action.appointment_id is not None and action.appointment_id in self.statuses:
+                async with self.store.transaction(self.engine.origin) as tx:
+                    await tx.put_status(self._stale(action.appointment_id, action.remote_id))
+            return
+        except PermanentError as exc:
+            self.tally.skip(action.appointment_id or action.remote_id, exc.message)
+            return
+        async with self.store.transaction(self.engine.origin) as tx:
+            if action.conflict is not None:
+                await tx.add_conflict(action.conflict)
+            appt_id = action.appointment_id
+            if appt_id is not None and action.purge:
+                await tx.purge_appointment(appt_id)
+            elif appt_id is not None and action.drop_status:
+                await tx.delete_status(self.agent.id, appt_id, self.account)
+            if appt_id is None:
+                await tx.audit(
+                    "remote-event", action.remote_id, f"deleted-{action.label}", agent=self.agent.id
+                )
+        self._count(action.label, action.conflict is not None)
+
+    async def _push(self, actions: list[PushAction]) -> None:
+        creates = [a for a in actions if a.is_create]
+        if creates:
+            # Committed before the remote call: a crash after the create leaves this row,
+            # and the next pass looks the event up by hub id instead of creating it again.
+            async with self.store.transaction(self.engine.origin) as tx:
+                await tx.put_statuses([self._creating(a) for a in creates])
+        pending = actions
+        retry_no = 0
+        while pending:
+            outcomes = await self.engine.call(
+                self.tally,
+                lambda pending=pending: self.provider.push(
+                    self.cal, [self._item(a) for a in pending]
+                ),
+            )
+            if len(outcomes) != len(pending):
+                raise PermanentError(
+                    f"the provider answered {len(outcomes)} outcomes for {len(pending)} items"
+                )
+            again, last = await self._settle(pending, outcomes)
+            if not again:
+                return
+            assert last is not None
+            policy = self.engine.retry_policy
+            retry_no += 1
+            if retry_no >= policy.attempts:
+                raise TransientError(f"{last.message} (gave up after {policy.attempts} attempts)")
+            wait = policy.delay(retry_no - 1, last.retry_after, self.engine.rng)
+            await self.engine.sleep(wait)
+            pending = again
+
+    def _creating(self, action: PushAction) -> SyncStatus:
+        start, end = _span(action.data)
+        digest = action.data.content_hash()
+        return SyncStatus(
+            agent_id=self.agent.id,
+            appointment_id=action.appointment_id,
+            account=self.account,
+            remote_id=None,
+            remote_version=None,
+            hub_hash=digest,
+            remote_hash=digest,
+            state=CREATING,
+            start=start,
+            end=end,
+            updated_at=self.now,
+        )
+
+    @staticmethod
+    def _item(action: PushAction) -> PushItem:
+        return PushItem(action.appointment_id, action.data, action.remote_id, action.version)
+
+    async def _settle(
+        self, actions: Sequence[PushAction], outcomes: Sequence[PushResult | ProviderError]
+    ) -> tuple[list[PushAction], TransientError | None]:
+        """Commit what the provider accepted; return the items to retry (transient)."""
+        again: list[PushAction] = []
+        last: TransientError | None = None
+        fatal: ProviderError | None = None
+        done: list[tuple[PushAction, PushResult]] = []
+        stale: list[SyncStatus] = []
+        dropped: list[str] = []
+        for action, outcome in zip(actions, outcomes, strict=True):
+            if isinstance(outcome, PushResult):
+                done.append((action, outcome))
+            elif isinstance(outcome, TransientError):
+                again.append(action)
+                last = outcome
+            elif isinstance(outcome, AuthError):
+                fatal = outcome
+                if action.is_create:
+                    dropped.append(action.appointment_id)
+            elif isinstance(outcome, (PreconditionFailed, NotFoundError)) and not action.is_create:
+                self.tally.counts["replan"] += 1
+                stale.append(self._stale(action.appointment_id, action.remote_id))
+            else:
+                self.tally.skip(action.appointment_id, outcome.message)
+                if action.is_create:
+                    dropped.append(action.appointment_id)
+        if done or stale or dropped:
+            async with self.store.transaction(self.engine.origin) as tx:
+                for action, res in done:
+                    await self._write_pushed(tx, action, res)
+                if stale:
+                    await tx.put_statuses(stale)
+                for appt_id in dropped:
+                    await tx.delete_status(self.agent.id, appt_id, self.account)
+        for action, _ in done:
+            self._count(action.label, action.conflict is not None)
+        if fatal is not None:
+            raise fatal
+        return again, last
+
+    async def _write_pushed(self, tx: Tx, action: PushAction, res: PushResult) -> None:
+        remote = res.data or action.data
+        start, end = _span(remote)
+        if action.conflict is not None:
+            await tx.add_conflict(action.conflict)
+        if action.hub_put is not None:
+            await tx.put_appointment(action.hub_put)
+        await tx.put_status(
+            SyncStatus(
+                agent_id=self.agent.id,
+                appointment_id=action.appointment_id,
+                account=self.account,
+                remote_id=res.remote_id,
+                remote_version=res.version,
+                hub_hash=action.data.content_hash(),
+                remote_hash=remote.content_hash(),
+                start=start,
+                end=end,
+                updated_at=self.now,
+            )
+        )
+        if action.audit is not None:
+            await tx.audit("appointment", action.appointment_id, action.audit[0], **action.audit[1])
+
+
+__all__ = ["AgentSync"]
