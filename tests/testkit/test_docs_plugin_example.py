@@ -126,4 +126,3 @@ async def test_check_reports_a_missing_calendar(jsondir: Any, agent_cal: Calenda
         ("access bob@example.com", False),
     ]
     assert list(jsondir.folder(agent_cal).iterdir()) == []  # the probe was removed
-
