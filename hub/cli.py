@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -24,7 +25,7 @@ from hub.metrics import Metrics
 from hub.model import Agent, PassResult
 from hub.plugins import Plugins, load_plugins
 from hub.service import configure_logging, serve, upsert_config_agents
-from hub.spec import CalendarRef, CheckItem, ProviderError
+from hub.spec import CalendarRef, CheckItem, Option, ProviderError
 from hub.store import StoreError, open_store
 
 CONFIG_ENV = "CALHUB_CONFIG"
@@ -90,6 +91,23 @@ def _flags(cls: type) -> str:
     return " ".join(flags)
 
 
+_TOML_NAMES = {str: "string", int: "integer", float: "number", bool: "boolean"}
+
+
+def _option_line(option: Option) -> str:
+    """How to write one account key: ``password_env | password_file (secret, required)``."""
+    key = f"{option.key}_env | {option.key}_file" if option.secret else option.key
+    facts = [_TOML_NAMES.get(option.type, option.type.__name__)]
+    if option.secret:
+        facts.append("secret")
+    if option.required:
+        facts.append("required")
+    elif option.default is not None:
+        # JSON spells str, bool and numbers the way TOML does: "UTC", true, 30.0.
+        facts.append(f"default {json.dumps(option.default, default=str)}")
+    return f"{key} ({', '.join(facts)})" + (f": {option.help}" if option.help else "")
+
+
 def cmd_providers(plugins: Plugins) -> int:
     registry = plugins.registry
     if not registry.names():
@@ -98,6 +116,8 @@ def cmd_providers(plugins: Plugins) -> int:
         cls = registry.get(name)
         assert cls is not None
         print(f"{name:<12} {cls.title}  [plugin {registry.origin(name)}]  {_flags(cls)}")
+        for option in cls.options:
+            print(f"    {_option_line(option)}")
     for error in plugins.errors:
         print(f"plugin {error.plugin} failed to load: {error.reason}")
     return 0

@@ -385,7 +385,7 @@ def _names(registry: ProviderRegistry) -> str:
     return ", ".join(registry.names()) or "(none)"
 
 
-_AGENT_KEYS = [
+AGENT_KEYS = [
     "id",
     "name",
     "email",
@@ -436,7 +436,7 @@ def _agents(
             colour=t.take("colour", _colour, None),
             source="config",
         )
-        t.unknown(_AGENT_KEYS)
+        t.unknown(AGENT_KEYS)
         if not agent_id:
             continue
         if agent_id in first_index:
@@ -446,7 +446,7 @@ def _agents(
             continue
         first_index[agent_id] = i
         agents.append(agent)
-        keys[agent_id] = frozenset(entry) & frozenset(_AGENT_KEYS)
+        keys[agent_id] = frozenset(entry) & frozenset(AGENT_KEYS)
     return tuple(agents), keys
 
 

@@ -72,6 +72,12 @@ def test_providers_lists_the_memory_provider(capsys: pytest.CaptureFixture[str])
     assert "In-memory calendars" in memory
     assert "[plugin memory]" in memory
     assert "delta=yes" in memory
+    options = lines[lines.index(memory) + 1 : lines.index(memory) + 4]
+    assert options == [
+        "    state_file (string): JSON file holding the calendars between processes",
+        "    latency_ms (number): simulated latency of each request",
+        "    max_batch (integer, default 20): items per push request",
+    ]
 
 
 def test_providers_reports_a_plugin_that_failed(

@@ -410,3 +410,19 @@ def test_zero_durations_are_refused_where_they_make_no_sense(write, registry) ->
     assert problems_of(write('[hub]\nsync_interval = "0s"\n'), registry) == [
         "hub.sync_interval: must be longer than zero, got '0s'"
     ]
+
+
+def test_every_key_and_field_is_documented() -> None:
+    from dataclasses import fields
+
+    from hub.config import AGENT_KEYS
+    from hub.render import FIELDS
+
+    doc = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text(encoding="utf-8")
+    documented = {
+        line.split("|")[1].strip().strip("`") for line in doc.splitlines() if line.startswith("| `")
+    }
+    hub_keys = {f.name for f in fields(HubSettings)}
+    admin_keys = {f.name for f in fields(AdminSettings)} - {"token"}  # resolved, not a key
+    missing = (hub_keys | admin_keys | set(AGENT_KEYS) | set(FIELDS) | {"provider"}) - documented
+    assert not missing, f"keys missing from docs/configuration.md: {sorted(missing)}"
