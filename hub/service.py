@@ -101,6 +101,17 @@ def _address(runner: web.AppRunner) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+async def _start_site(runner: web.AppRunner, config: Config) -> None:
+    site = web.TCPSite(runner, config.admin.host, config.admin.port)
+    try:
+        await site.start()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(
+            [f"admin.listen: cannot listen on {config.admin.listen}: {reason}"]
+        ) from None
+
+
 async def serve(
     config: Config,
     registry: ProviderRegistry,
@@ -117,14 +128,14 @@ async def serve(
     if unsafe:
         raise ConfigError([unsafe])
     stop = stop or asyncio.Event()
-    store = open_store(config.hub.database)
-    await store.open()
-    try:
-        await upsert_config_agents(store, config)
-        metrics = Metrics()
+    # Signals are caught from the start: one arriving during start-up ends a clean start.
+    with _stop_on_signals(stop):
+        # Closed in reverse: the site stops first, then the scheduler, then the store.
         async with contextlib.AsyncExitStack() as stack:
-            # No accounts: hub calendars and feeds only, and the sync routes answer 409.
-            scheduler = None
+            store = await stack.enter_async_context(open_store(config.hub.database))
+            await upsert_config_agents(store, config)
+            metrics = Metrics()
+            scheduler = None  # no accounts: hub calendars and feeds only; /sync answers 409
             if config.accounts:
                 from hub.scheduler import Scheduler
 
@@ -133,22 +144,10 @@ async def serve(
                 )
             runner = web.AppRunner(build_app(store, config, metrics, scheduler))
             await runner.setup()
-            try:
-                site = web.TCPSite(runner, config.admin.host, config.admin.port)
-                try:
-                    await site.start()
-                except OSError as exc:
-                    reason = exc.strerror or str(exc)
-                    raise ConfigError(
-                        [f"admin.listen: cannot listen on {config.admin.listen}: {reason}"]
-                    ) from None
-                announce(f"calhub listening on {_address(runner)}")
-                with _stop_on_signals(stop):
-                    await stop.wait()
-                log.info("stopping: finishing requests and sync passes in flight")
-            finally:
-                await runner.cleanup()
-    finally:
-        await store.close()
+            stack.push_async_callback(runner.cleanup)
+            await _start_site(runner, config)
+            announce(f"calhub listening on {_address(runner)}")
+            await stop.wait()
+            log.info("stopping: finishing requests and sync passes in flight")
     log.info("stopped")
     return 0

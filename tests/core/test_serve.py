@@ -83,8 +83,9 @@ email = "alice@example.com"
         process.communicate(timeout=30)
 
 
-def test_serve_answers_and_stops_cleanly_on_sigterm(
-    server: tuple[subprocess.Popen[str], str],
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_serve_answers_and_stops_cleanly(
+    server: tuple[subprocess.Popen[str], str], stop_signal: signal.Signals
 ) -> None:
     process, base = server
     assert _get(f"{base}/health") == (200, {"status": "ok"})
@@ -105,7 +106,7 @@ def test_serve_answers_and_stops_cleanly_on_sigterm(
     assert isinstance(feed, str)
     assert feed.startswith("BEGIN:VCALENDAR")
 
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(stop_signal)
     _, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert "Traceback" not in err
@@ -170,3 +171,26 @@ async def test_config_agents_never_reset_what_the_api_set(tmp_path: Path) -> Non
         # A second start changes nothing, so it writes nothing.
         assert await upsert_config_agents(store, config) == []
         assert (await store.get_agent("carol")).feed_token == carol.feed_token  # type: ignore[union-attr]
+
+
+def test_serve_reports_a_port_in_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    from hub.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "calhub.toml"
+        config.write_text(
+            f'[hub]\ndatabase = "hub.db"\n[admin]\nlisten = "127.0.0.1:{port}"\n',
+            encoding="utf-8",
+        )
+        assert main(["serve", "--config", str(config)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1
+    assert err[0].startswith(f"admin.listen: cannot listen on 127.0.0.1:{port}: ")
