@@ -332,7 +332,7 @@ def _secret(t: _Table, option: Option, env: Mapping[str, str]) -> object:
         name = t.take(env_key, _str, "")
         value = env.get(name) if name else None
         if name and not value:
-            t.problem(env_key, f"environment variable {name} is not set")
+            t.problem(env_key, f"environment variable {name} is not set (or is empty)")
         return value
     if t.has(file_key):
         name = t.take(file_key, _str, "")

@@ -323,7 +323,7 @@ def test_secret_env_unset_and_file_unreadable(write, registry, tmp_path: Path) -
         "password_file = '/x'\n"
     )
     assert problems_of(write(text), registry, {"OTHER": "1"}) == [
-        "accounts.a.password_env: environment variable DAV_PW is not set",
+        "accounts.a.password_env: environment variable DAV_PW is not set (or is empty)",
         f"accounts.b.password_file: cannot read {missing}: No such file or directory",
         "accounts.c.password: set either password_env or password_file, not both",
     ]
