@@ -89,9 +89,12 @@ class StoredEvent:
     data: EventData
     hub_id: str | None = None
     bad_reason: str | None = None
+    modified: datetime | None = None  # set on every write when the server has a clock
 
     def to_remote(self) -> RemoteEvent:
-        return RemoteEvent(self.remote_id, self.version, self.data, self.hub_id)
+        return RemoteEvent(
+            self.remote_id, self.version, self.data, self.hub_id, modified=self.modified
+        )
 
 
 @dataclass(slots=True)
@@ -178,8 +181,12 @@ class MemoryServer:
         latency_ms: float = 0.0,
         cursor_max_changes: int | None = None,
         auto_create: bool = True,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.latency_ms = latency_ms
+        #: stamps each write as the event's ``modified`` time (None: events carry no time,
+        #: like a server that does not report one)
+        self.clock = clock
         #: a cursor more than this many change-log entries behind expires (None: never)
         self.cursor_max_changes = cursor_max_changes
         self.auto_create = auto_create
@@ -454,6 +461,8 @@ class MemoryServer:
 
     def _bump(self, calendar: MemoryCalendar, event: StoredEvent) -> str:
         event.version = f"v{self._log(calendar, event.remote_id)}"
+        if self.clock is not None:
+            event.modified = self.clock()
         return event.version
 
     def _remove(self, calendar: MemoryCalendar, remote_id: str) -> None:
@@ -570,6 +579,7 @@ class MemoryServer:
                             "version": e.version,
                             "hub_id": e.hub_id,
                             "bad_reason": e.bad_reason,
+                            "modified": e.modified.isoformat() if e.modified else None,
                             "data": data_to_json(e.data),
                         }
                         for e in cal.events.values()
@@ -600,6 +610,7 @@ class MemoryServer:
                         data_from_json(e["data"]),
                         e["hub_id"],
                         e["bad_reason"],
+                        datetime.fromisoformat(e["modified"]) if e.get("modified") else None,
                     )
                 server.calendars[(str(entry["mailbox"]), str(entry["calendar"]))] = cal
         except (KeyError, TypeError, ValueError) as exc:

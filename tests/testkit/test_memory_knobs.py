@@ -156,6 +156,18 @@ async def test_touch_bumps_the_version_not_the_content(
     assert again.data.content_hash() == first.changed[0].data.content_hash()
 
 
+async def test_modified_time_comes_from_the_server_clock(provider: MemoryProvider) -> None:
+    assert (await provider.push_one(CAL, PushItem("h0", event()))).remote_id
+    assert (await provider.get(CAL, provider.server.events(CAL)[0].remote_id)).modified is None
+    times = iter([T0, T0 + timedelta(minutes=5)])
+    provider.server.clock = lambda: next(times)
+    created = await provider.push_one(CAL, PushItem("h1", event()))
+    assert (await provider.get(CAL, created.remote_id)).modified == T0
+    provider.server.move(CAL, created.remote_id, T0, T0 + timedelta(hours=2))
+    (moved,) = [e for e in (await provider.fetch(CAL, WINDOW, None)).changed if e.hub_id == "h1"]
+    assert moved.modified == T0 + timedelta(minutes=5)
+
+
 async def test_cursor_expires_after_too_many_changes(
     server: MemoryServer, provider: MemoryProvider
 ) -> None:
