@@ -85,7 +85,8 @@ async def test_cursor_expiry_falls_back_to_a_full_fetch_without_deletes_or_dupli
 
     assert result.result == "ok"
     assert result.counts == {"full_fetch": 1}
-    assert any("cursor refused" in n for n in (await bench.store.get_calendar_state("alice")).notices)  # type: ignore[union-attr]
+    state = await bench.store.get_calendar_state("alice")
+    assert state is not None and any("cursor refused" in n for n in state.notices)
     assert len(bench.remote()) == 3
     assert len(await bench.hub()) == 3
     assert {a.id for a in await bench.hub()} >= {a.id for a in appts}
