@@ -65,6 +65,9 @@ class Fetcher:
         self._client = client
         self._zone = zone
         self._noticed: set[str] = set()  # collections whose fallback was reported already
+        # Etags of resources this provider wrote itself: the engine got them from push(), so
+        # the next fetch need not download them again (one request, not two, after a write).
+        self.written: dict[str, str] = {}
 
     # ----------------------------------------------------------------------- requests
 
@@ -169,6 +172,8 @@ class Fetcher:
     ) -> FetchResult:
         """Every event in the window, and a cursor for the next incremental fetch."""
         props = await self.collection_props(collection)
+        for path in [p for p in self.written if p.startswith(collection.path)]:
+            del self.written[path]  # a full listing returns every version anyway
         token = props.text(tag(DAV, "sync-token"))
         reports = props.props.get(tag(DAV, "supported-report-set"))
         advertised = reports is None or reports.find(f".//{_SYNC_REPORT}") is not None
@@ -201,6 +206,10 @@ class Fetcher:
             changed = {h: e for h, e in listing.items() if cursor.etags.get(h) != e}
             deleted = set(cursor.etags) - set(listing)
             cursor.etags = listing
+        for path in [p for p, etag in changed.items() if etag and self.written.get(p) == etag]:
+            del changed[path]
+        for path in set(changed) | deleted:
+            self.written.pop(path, None)
         for start, end in _new_slices(cursor.window, window):
             for r in await self.query(collection, start, end, data=False):
                 changed.setdefault(r.href, r.text(tag(DAV, "getetag")) or "")

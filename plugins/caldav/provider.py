@@ -213,6 +213,7 @@ class CalDAVProvider(Provider):
         if error is not None:
             raise error
         etag = reply.etag or await self._etag(collection, path)
+        self.fetcher.written[path] = etag
         return PushResult(item.hub_id, path, etag, item.data)
 
     async def _link_existing(self, collection: Collection, path: str, item: PushItem) -> PushResult:
