@@ -347,7 +347,7 @@ class Rules:
         if len(set(booking.agents)) != len(booking.agents):
             raise Invalid("an agent is named twice", field="agents")
         check_span(booking.start, booking.end)
-        group_id = _new_id() if len(booking.agents) > 1 else None
+        group_id = _new_id()  # also for one agent: agents may be added to a booking later
         async with self.store.transaction(ORIGIN_API) as tx:
             agents = await self._agents(tx, booking.agents, "agents")
             request = await self._request(tx, request_id, booking.request_subject, booking.customer)

@@ -45,7 +45,7 @@ def bearer(request: web.Request) -> str | None:
 
 
 def unauthorized(message: str) -> ApiError:
-    return ApiError(401, message)
+    return ApiError(401, message, headers=_CHALLENGE)
 
 
 def check_admin(request: web.Request, admin_token: str | None) -> None:

@@ -9,6 +9,7 @@ bug: it is logged with its traceback and the client gets a plain JSON 500.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -23,11 +24,19 @@ _RULE_STATUS: dict[type[RuleError], int] = {NotFound: 404, StateConflict: 409, I
 class ApiError(Exception):
     """An error answer: HTTP ``status``, a message for people, and the field at fault."""
 
-    def __init__(self, status: int, message: str, *, field: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        field: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.field = field
+        self.headers = dict(headers or {})
 
 
 def invalid(field: str, message: str) -> ApiError:
@@ -35,11 +44,16 @@ def invalid(field: str, message: str) -> ApiError:
     return ApiError(422, message, field=field)
 
 
-def error_response(status: int, message: str, field: str | None = None) -> web.Response:
+def error_response(
+    status: int,
+    message: str,
+    field: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
     body: dict[str, Any] = {"error": message}
     if field is not None:
         body["field"] = field
-    return web.json_response(body, status=status)
+    return web.json_response(body, status=status, headers=headers)
 
 
 @web.middleware
@@ -48,7 +62,7 @@ async def errors_middleware(request: web.Request, handler: web.Handler) -> web.S
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.message, exc.field)
+        return error_response(exc.status, exc.message, exc.field, exc.headers)
     except RuleError as exc:
         return error_response(_RULE_STATUS.get(type(exc), 422), exc.message, exc.field)
     except web.HTTPException as exc:
@@ -59,11 +73,8 @@ async def errors_middleware(request: web.Request, handler: web.Handler) -> web.S
             message = f"request body too large (at most {request.client_max_size} bytes)"
         elif exc.status == 404:
             message = f"no route {request.path}"
-        response = error_response(exc.status, message)
-        for name in ("Allow", "WWW-Authenticate"):
-            if name in exc.headers:
-                response.headers[name] = exc.headers[name]
-        return response
+        kept = {name: exc.headers[name] for name in ("Allow",) if name in exc.headers}
+        return error_response(exc.status, message, headers=kept)
     except Exception:
         log.exception("admin request %s %s failed", request.method, request.path)
         return error_response(500, "internal error; see the service log")

@@ -1,0 +1,154 @@
+"""iCalendar feeds: hub/ics.py, and GET /agents/{id}/calendar.ics with its token checks."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from icalendar import Calendar, Event
+
+from hub.config import HubSettings
+from hub.ics import build_feed
+from hub.model import Agent, Appointment, Kind
+from hub.render import render_event
+from tests.core.admin_support import TOKEN, Api, running_api
+
+T9 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
+ALICE = Agent(id="alice", name="Alice Smith", colour="#3a87ad")
+SECRET = "Divorce lawyer"
+
+
+def appt(id: str, **kw: object) -> Appointment:
+    fields: dict[str, object] = {
+        "id": id,
+        "agent_id": "alice",
+        "kind": Kind.MANUAL,
+        "start": T9,
+        "end": T9 + timedelta(hours=1),
+        "subject": f"Subject {id}",
+        "note": f"Note {id}",
+        "version": 3,
+        "created_at": T9 - timedelta(days=1),
+        "updated_at": T9 - timedelta(hours=1),
+    }
+    fields.update(kw)
+    return Appointment(**fields)  # type: ignore[arg-type]
+
+
+def feed_of(appts: list[Appointment]) -> bytes:
+    settings = HubSettings()
+    entries = [(a, render_event(a, ALICE, None, settings)) for a in appts]
+    return build_feed(ALICE, entries, now=T9)
+
+
+def events(raw: bytes) -> dict[str, Event]:
+    cal = Calendar.from_ical(raw)
+    return {str(e["UID"]): e for e in cal.walk("VEVENT")}
+
+
+def test_feed_is_valid_rfc5545() -> None:
+    raw = feed_of([appt("a1"), appt("a2", start=date(2026, 5, 5), end=date(2026, 5, 6))])
+    cal = Calendar.from_ical(raw)
+    assert str(cal["VERSION"]) == "2.0"
+    assert str(cal["PRODID"]).startswith("-//calhub//")
+    assert str(cal["X-WR-CALNAME"]) == "Alice Smith (calhub)"
+    assert raw.count(b"\r\n") == len(raw.splitlines())  # CRLF line ends
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 75  # folded lines
+    found = events(raw)
+    assert set(found) == {"a1@calhub", "a2@calhub"}
+    timed, all_day = found["a1@calhub"], found["a2@calhub"]
+    for event in (timed, all_day):
+        for prop in ("UID", "DTSTAMP", "DTSTART", "DTEND", "SEQUENCE", "LAST-MODIFIED"):
+            assert prop in event, prop
+    assert timed.decoded("DTSTART") == T9
+    assert timed.decoded("SEQUENCE") == 3
+    assert str(timed["SUMMARY"]) == "Subject a1"
+    assert str(timed["DESCRIPTION"]) == "Note a1"
+    assert all_day.decoded("DTSTART") == date(2026, 5, 5)
+    assert all_day["DTSTART"].params.get("VALUE") == "DATE"
+    assert str(timed["TRANSP"]) == "OPAQUE"
+
+
+def test_free_time_is_transparent_and_tombstones_are_left_out() -> None:
+    raw = feed_of([appt("free", show_as="free"), appt("gone", deleted=True)])
+    found = events(raw)
+    assert list(found) == ["free@calhub"]
+    assert str(found["free@calhub"]["TRANSP"]) == "TRANSPARENT"
+
+
+def test_private_entries_carry_no_content() -> None:
+    private = appt(
+        "p1", subject=SECRET, note=f"{SECRET} notes", location="Smith & Co", private=True
+    )
+    raw = feed_of([private])
+    event = events(raw)["p1@calhub"]
+    assert str(event["CLASS"]) == "PRIVATE"
+    assert str(event["SUMMARY"]) == "Data unavailable"
+    assert "DESCRIPTION" not in event and "LOCATION" not in event
+    for leak in (b"Divorce", b"Smith & Co", b"notes"):
+        assert leak not in raw
+
+
+# --------------------------------------------------------------------------- over HTTP
+
+
+@pytest.fixture
+async def api(tmp_path) -> AsyncIterator[Api]:
+    async with running_api(tmp_path / "hub.db") as api:
+        booking = {
+            "subject": "Visit",
+            "start": "2026-05-04T09:00:00Z",
+            "end": "2026-05-04T10:00:00Z",
+            "agents": ["alice", "bob"],
+        }
+        assert (await api.call("POST", "/requests/42/appointments", booking)).status == 201
+        private = {**booking, "subject": SECRET, "agents": ["alice"], "private": True}
+        assert (await api.call("POST", "/requests/43/appointments", private)).status == 201
+        yield api
+
+
+FEED = "/agents/alice/calendar.ics"
+
+
+async def test_feed_token_opens_the_feed_without_headers(api: Api) -> None:
+    reply = await api.call("GET", FEED + "?token=feed-alice", token=None)
+    assert reply.status == 200
+    assert reply.headers["Content-Type"].startswith("text/calendar")
+    assert len(events(reply.text.encode())) == 2
+    assert SECRET not in reply.text
+
+
+async def test_uids_are_stable_across_fetches(api: Api) -> None:
+    first = events((await api.call("GET", FEED)).text.encode())
+    second = events((await api.call("GET", FEED)).text.encode())
+    assert set(first) == set(second) and len(first) == 2
+    appts = await api.store.list_appointments(agent_id="alice")
+    assert set(first) == {f"{a.id}@calhub" for a in appts}
+
+
+async def test_feed_tokens(api: Api) -> None:
+    assert (await api.call("GET", FEED, token=None)).status == 401
+    assert (await api.call("GET", FEED + "?token=wrong", token=None)).status == 401
+    # Bob's token does not open Alice's feed.
+    assert (await api.call("GET", FEED + "?token=feed-bob", token=None)).status == 401
+    assert (
+        await api.call("GET", "/agents/bob/calendar.ics?token=feed-bob", token=None)
+    ).status == 200
+    # The admin token works as a bearer header, but not in the URL.
+    assert (await api.call("GET", FEED)).status == 200
+    assert (await api.call("GET", FEED + f"?token={TOKEN}", token=None)).status == 401
+    assert (await api.call("GET", FEED, token="wrong")).status == 401
+
+
+async def test_unknown_agent_feed(api: Api) -> None:
+    assert (await api.call("GET", "/agents/ghost/calendar.ics")).status == 404
+    # Without credentials, the feed does not tell which agents exist.
+    reply = await api.call("GET", "/agents/ghost/calendar.ics?token=x", token=None)
+    assert reply.status == 401
+
+
+async def test_open_api_still_checks_a_given_feed_token(tmp_path) -> None:
+    async with running_api(tmp_path / "hub.db", token=None) as api:
+        assert (await api.call("GET", FEED)).status == 200
+        assert (await api.call("GET", FEED + "?token=wrong")).status == 401
