@@ -105,7 +105,11 @@ class GraphHttp:
         verify: ssl.SSLContext | bool = (
             ssl.create_default_context(cafile=ca_file) if ca_file else True
         )
-        self._http = httpx.AsyncClient(verify=verify, timeout=httpx.Timeout(timeout_s))
+        # msgraph-core wraps the client's transport in an AsyncGraphTransport that has no
+        # aclose(), so closing the client leaves the pool's sockets open: calhub owns the
+        # inner transport and closes it itself.
+        self._transport = httpx.AsyncHTTPTransport(verify=verify)
+        self._http = httpx.AsyncClient(transport=self._transport, timeout=httpx.Timeout(timeout_s))
         auth = AzureIdentityAuthenticationProvider(
             credential, scopes=[scope], allowed_hosts=[split.hostname or ""]
         )
@@ -118,6 +122,7 @@ class GraphHttp:
 
     async def close(self) -> None:
         await self._http.aclose()
+        await self._transport.aclose()
         await self.credential.close()
 
     def url(self, path: str, query: Mapping[str, str] | None = None) -> str:
