@@ -132,9 +132,10 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     await store.close()
 
 
-async def wait_until(predicate: Any, timeout: float = 5.0) -> None:
-    with anyio.fail_after(timeout):
-        while not predicate():
+async def wait_until(predicate: Any, limit: float = 5.0) -> None:
+    """Poll a condition the scheduler's own tasks make true (they expose no event for it)."""
+    with anyio.fail_after(limit):
+        while not predicate():  # noqa: ASYNC110
             await anyio.sleep(0.01)
 
 
