@@ -107,6 +107,7 @@ def remote_event(obj: dict[str, Any]) -> RemoteEvent:
         data=data,
         hub_id=hub_id_of(obj),
         series_id=obj.get("seriesMasterId") or None,
+        modified=_instant(obj.get("lastModifiedDateTime")),
     )
 
 
@@ -168,6 +169,15 @@ def _dt_in(value: Any, name: str, all_day: bool) -> datetime | date:
     if local.tzinfo is None:
         local = local.replace(tzinfo=tz)
     return local.astimezone(UTC)
+
+
+def _instant(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return as_utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
+    except ValueError:
+        return None  # only an aid for the "newest" conflict policy: absent is fine
 
 
 def _split_categories(raw: list[Any]) -> tuple[list[str], str | None]:

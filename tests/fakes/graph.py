@@ -827,9 +827,12 @@ class GraphFake:
             if ev is not None and _overlaps(ev, state.start, state.end):
                 items.append(_render(ev, tz, None))
                 known.add(eid)
+            elif ev is None:
+                # Graph reports a delete even of an item created after the token was issued.
+                items.append({"id": eid, "@removed": {"reason": "deleted"}})
+                known.discard(eid)
             elif eid in known:
-                reason = "deleted" if ev is None else "changed"
-                items.append({"id": eid, "@removed": {"reason": reason}})
+                items.append({"id": eid, "@removed": {"reason": "changed"}})
                 known.discard(eid)
         return _SyncState(
             mb.email.lower(), state.start, state.end, self._seq, frozenset(known),

@@ -1,0 +1,230 @@
+"""End to end: the real sync engine (AgentSync) and SqliteStore against the strict Graph fake.
+
+Two agents (alice, bob) share one graph365 account; the mailbox owners' edits in Outlook are
+played by the fake's owner_* knobs.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from hub.backoff import RetryPolicy
+from hub.config import HubSettings
+from hub.model import Agent, Appointment, Kind, PassResult, Request
+from hub.spec import PRIVATE_SUBJECT, CalendarRef, PushItem, PushOutcome
+from hub.store.sqlite import SqliteStore
+from hub.sync import AgentSync
+from hub.testing.memory import SimulatedCrash
+from plugins.graph365 import GraphProvider
+from tests.fakes.graph import GraphFake
+from tests.graph.conftest import MAILBOXES, account_for
+
+ACCOUNT = "o365"
+
+
+def hour(days: int, at: int = 10) -> datetime:
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today + timedelta(days=days, hours=at)
+
+
+class CrashAfterPush(GraphProvider):
+    """Dies like a killed process right after Graph answered the first push."""
+
+    async def push(self, cal: CalendarRef, items: Sequence[PushItem]) -> list[PushOutcome]:
+        await super().push(cal, items)
+        raise SimulatedCrash("killed after the remote create")
+
+
+@dataclass
+class Hub:
+    """A hub database with agents alice and bob on one graph365 account."""
+
+    store: SqliteStore
+    provider: GraphProvider
+    fake: GraphFake
+    path: Path
+    agents: dict[str, Agent]
+    settings: HubSettings = field(default_factory=HubSettings)
+    sleeps: dict[str, list[float]] = field(default_factory=dict)
+    _ids: Any = field(default_factory=lambda: itertools.count(1))
+
+    async def sync(
+        self, agent_id: str = "alice", provider: GraphProvider | None = None, **settings: Any
+    ) -> PassResult:
+        waits = self.sleeps.setdefault(agent_id, [])
+
+        async def sleep(seconds: float) -> None:
+            waits.append(seconds)
+
+        engine = AgentSync(
+            self.store, provider or self.provider, ACCOUNT, replace(self.settings, **settings),
+            sleep=sleep, retry_policy=RetryPolicy(attempts=4, base=0.5, cap=4.0),
+        )  # fmt: skip
+        return await engine.run(self.agents[agent_id])
+
+    async def add(self, start: datetime, agent_id: str = "alice", **extra: Any) -> Appointment:
+        n = next(self._ids)
+        request = Request(id=f"R{n}", subject=f"Printer {n}", customer="ACME")
+        appt = Appointment(
+            id=f"appt-{n}", agent_id=agent_id, kind=Kind.MANUAL, start=start,
+            end=start + timedelta(hours=1), subject=f"Visit {n}", request_id=request.id, **extra,
+        )  # fmt: skip
+        async with self.store.transaction("api") as tx:
+            await tx.put_request(request)
+            return await tx.put_appointment(appt)
+
+    async def hub(self, agent_id: str = "alice") -> list[Appointment]:
+        return await self.store.list_appointments(agent_id=agent_id)
+
+    def remote_hub_ids(self, agent_id: str = "alice") -> list[str]:
+        email = self.agents[agent_id].email
+        return sorted(v for ev in self.fake.events(email) for v in ev.extended.values())
+
+    def graph_requests(self, agent_id: str = "alice") -> int:
+        email = self.agents[agent_id].email.lower()
+        return sum(n for (mb, _), n in self.fake.mailbox_requests.items() if mb == email)
+
+    async def reopen(self) -> None:
+        """A restarted hub: the same database file, a new connection."""
+        await self.store.close()
+        self.store = SqliteStore(self.path)
+        await self.store.open()
+
+
+@pytest.fixture
+async def hub(tmp_path: Path, fake: GraphFake, provider: GraphProvider) -> AsyncIterator[Hub]:
+    store = SqliteStore(tmp_path / "hub.db")
+    await store.open()
+    agents = {}
+    async with store.transaction("api") as tx:
+        for agent_id, email in zip(("alice", "bob"), MAILBOXES, strict=True):
+            agents[agent_id] = await tx.put_agent(
+                Agent(id=agent_id, name=agent_id.title(), email=email, account=ACCOUNT)
+            )
+    hub = Hub(store, provider, fake, tmp_path / "hub.db", agents)
+    yield hub
+    await hub.store.close()
+
+
+async def test_first_sync_pushes_then_a_quiet_pass_costs_one_request(hub: Hub) -> None:
+    appts = [await hub.add(hour(d)) for d in (1, 2, 3)]
+    first = await hub.sync()
+    assert first.result == "ok", first.error
+    assert hub.remote_hub_ids() == sorted(a.id for a in appts)
+    assert hub.fake.attendee_writes == 0 and hub.fake.without_immutable_id == 0
+    await hub.sync()  # reads back its own creates once (delta has no hub ids)
+    before = hub.graph_requests()
+    quiet = await hub.sync()
+    assert quiet.result == "ok" and not any(quiet.counts.values()), quiet.counts
+    assert hub.graph_requests() - before == 1
+
+
+async def test_owner_moves_a_hub_event_and_the_hub_follows(hub: Hub) -> None:
+    appt = await hub.add(hour(2))
+    await hub.sync()
+    (event,) = hub.fake.events(MAILBOXES[0])
+    hub.fake.owner_edit(MAILBOXES[0], event.id, start=hour(4, 14), end=hour(4, 16))
+    result = await hub.sync()
+    assert result.result == "ok", result.error
+    (moved,) = await hub.hub()
+    assert (moved.id, moved.start, moved.end) == (appt.id, hour(4, 14), hour(4, 16))
+
+
+async def test_owner_deletes_a_hub_event_and_the_hub_follows(hub: Hub) -> None:
+    keep = await hub.add(hour(1))
+    gone = await hub.add(hour(2))
+    await hub.sync()
+    (event,) = [e for e in hub.fake.events(MAILBOXES[0]) if gone.id in e.extended.values()]
+    hub.fake.owner_delete(MAILBOXES[0], event.id)
+    result = await hub.sync()
+    assert result.result == "ok", result.error
+    assert [a.id for a in await hub.hub()] == [keep.id]
+
+
+async def test_crash_between_create_and_status_commit_makes_no_duplicate(
+    hub: Hub, fake: GraphFake
+) -> None:
+    appts = [await hub.add(hour(d)) for d in (1, 2)]
+    async with CrashAfterPush(account_for(fake)) as crashing:
+        with pytest.raises(SimulatedCrash):
+            await hub.sync(provider=crashing)
+    await hub.reopen()
+    assert {s.state for s in await hub.store.list_status("alice", ACCOUNT)} == {"creating"}
+    result = await hub.sync()
+    assert result.result == "ok", result.error
+    assert hub.remote_hub_ids() == sorted(a.id for a in appts)  # one event each, no twin
+    assert {s.state for s in await hub.store.list_status("alice", ACCOUNT)} == {"synced"}
+
+
+async def test_throttled_mailbox_converges_and_others_are_unaffected(hub: Hub) -> None:
+    for agent_id in ("alice", "bob"):
+        for d in (1, 2):
+            await hub.add(hour(d), agent_id)
+    hub.fake.throttle(MAILBOXES[0], 2, retry_after=3)
+    results: dict[str, PassResult] = {}
+
+    async def run(agent_id: str) -> None:
+        results[agent_id] = await hub.sync(agent_id)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run, "alice")
+        tg.start_soon(run, "bob")
+    assert results["alice"].result == "ok", results["alice"].error
+    assert results["bob"].result == "ok", results["bob"].error
+    assert hub.sleeps["alice"] and min(hub.sleeps["alice"]) >= 3  # Retry-After honoured
+    assert hub.sleeps["bob"] == []
+    assert len(hub.remote_hub_ids("alice")) == 2 and len(hub.remote_hub_ids("bob")) == 2
+
+
+async def test_expired_delta_token_resyncs_without_duplicates_or_deletes(hub: Hub) -> None:
+    appts = [await hub.add(hour(d)) for d in (1, 2, 3)]
+    await hub.sync(import_external=True)
+    dentist = hub.fake.owner_create(MAILBOXES[0], "Dentist", hour(5), hour(5, 11))
+    hub.fake.expire_delta_tokens(MAILBOXES[0])
+    result = await hub.sync(import_external=True)
+    assert result.result == "ok", result.error
+    assert hub.remote_hub_ids() == sorted(a.id for a in appts)
+    assert len(hub.fake.events(MAILBOXES[0])) == 4
+    hub_side = await hub.hub()
+    assert {a.id for a in appts} <= {a.id for a in hub_side}
+    assert [a.subject for a in hub_side if a.kind is Kind.EXTERNAL] == ["Dentist"]
+    assert dentist
+
+
+async def test_private_owner_event_is_imported_as_busy_time_only(hub: Hub) -> None:
+    hub.fake.owner_create(
+        MAILBOXES[0], "Therapy", hour(2), hour(2, 11), sensitivity="private", body="notes"
+    )
+    result = await hub.sync(import_external=True)
+    assert result.result == "ok", result.error
+    (imported,) = await hub.hub()
+    assert (imported.subject, imported.note, imported.private) == (PRIVATE_SUBJECT, "", True)
+
+
+async def test_revoked_credentials_need_attention(hub: Hub) -> None:
+    await hub.add(hour(1))
+    hub.fake.revoke_credentials()
+    async with GraphProvider(account_for(hub.fake)) as fresh:
+        result = await hub.sync(provider=fresh)
+    assert result.result == "needs-attention"
+    assert "AADSTS7000222" in (result.error or "")
+    state = await hub.store.get_calendar_state("alice")
+    assert state is not None and state.needs_attention
+
+
+async def test_a_mailbox_out_of_the_access_policy_needs_attention_alone(hub: Hub) -> None:
+    await hub.add(hour(1), "alice")
+    await hub.add(hour(1), "bob")
+    hub.fake.deny_mailbox(MAILBOXES[0])
+    alice, bob = await hub.sync("alice"), await hub.sync("bob")
+    assert alice.result == "needs-attention" and "ErrorAccessDenied" in (alice.error or "")
+    assert bob.result == "ok", bob.error
+    assert len(hub.remote_hub_ids("bob")) == 1
