@@ -80,11 +80,13 @@ async def create_agent(request: web.Request) -> web.Response:
     )
     _check_account(hub, fields)
     agent_id = fields.pop("id")
-    if await hub.store.get_agent(agent_id) is not None:
-        raise ApiError(409, f"agent {agent_id!r} exists already", field="id")
     fields.setdefault("name", agent_id)
     agent = Agent(id=agent_id, feed_token=new_feed_token(), source="api", **fields)
     async with hub.store.transaction("api") as tx:
+        # Checked inside the transaction: put_agent replaces, so two racing creates of one
+        # id must not both pass.
+        if await tx.get_agent(agent_id) is not None:
+            raise ApiError(409, f"agent {agent_id!r} exists already", field="id")
         stored = await tx.put_agent(agent)
     return web.json_response(detail(request, hub, stored), status=201)
 
@@ -92,14 +94,13 @@ async def create_agent(request: web.Request) -> web.Response:
 @routes.get("/agents/{id}", name="agent")
 async def get_agent(request: web.Request) -> web.Response:
     hub = hub_of(request)
-    agent = await agent_or_404(hub, request.match_info["id"])
+    agent = await agent_or_404(hub.store, request.match_info["id"])
     return web.json_response(detail(request, hub, agent))
 
 
 @routes.patch("/agents/{id}", name="agent-update")
 async def update_agent(request: web.Request) -> web.Response:
     hub = hub_of(request)
-    agent = await agent_or_404(hub, request.match_info["id"])
     fields = parse_fields(
         await read_object(request),
         {**_EDITABLE, "rotate_feed_token": boolean},
@@ -107,17 +108,19 @@ async def update_agent(request: web.Request) -> web.Response:
     )
     rotate = fields.pop("rotate_feed_token", False)
     _check_account(hub, fields)
-    if fields and agent.source == "config":
-        raise ApiError(
-            409,
-            f"agent {agent.id!r} is defined in the config file; change it there",
-            field=next(iter(fields)),
-        )
-    for name, value in fields.items():
-        setattr(agent, name, value)
-    if rotate:
-        agent.feed_token = new_feed_token()
     async with hub.store.transaction("api") as tx:
+        # Read-modify-write in one transaction: concurrent PATCHes do not undo each other.
+        agent = await agent_or_404(tx, request.match_info["id"])
+        if fields and agent.source == "config":
+            raise ApiError(
+                409,
+                f"agent {agent.id!r} is defined in the config file; change it there",
+                field=next(iter(fields)),
+            )
+        for name, value in fields.items():
+            setattr(agent, name, value)
+        if rotate:
+            agent.feed_token = new_feed_token()
         stored = await tx.put_agent(agent)
     return web.json_response(detail(request, hub, stored))
 
@@ -125,11 +128,13 @@ async def update_agent(request: web.Request) -> web.Response:
 @routes.delete("/agents/{id}", name="agent-delete")
 async def delete_agent(request: web.Request) -> web.Response:
     hub = hub_of(request)
-    agent = await agent_or_404(hub, request.match_info["id"])
-    if agent.source == "config":
-        raise ApiError(
-            409, f"agent {agent.id!r} is defined in the config file; remove it there", field="id"
-        )
     async with hub.store.transaction("api") as tx:
+        agent = await agent_or_404(tx, request.match_info["id"])
+        if agent.source == "config":
+            raise ApiError(
+                409,
+                f"agent {agent.id!r} is defined in the config file; remove it there",
+                field="id",
+            )
         await tx.delete_agent(agent.id)
     return web.Response(status=204)

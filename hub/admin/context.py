@@ -18,7 +18,7 @@ from hub.control import SyncControl
 from hub.metrics import Metrics
 from hub.model import Agent, Appointment, Request
 from hub.rules import Rules
-from hub.store.base import Store
+from hub.store.base import Store, Tx
 
 
 @dataclass(slots=True)
@@ -44,8 +44,9 @@ def hub_of(request: web.Request) -> AdminContext:
     return request.app[HUB]
 
 
-async def agent_or_404(hub: AdminContext, agent_id: str) -> Agent:
-    agent = await hub.store.get_agent(agent_id)
+async def agent_or_404(reader: Store | Tx, agent_id: str) -> Agent:
+    """The agent, read through the store or inside a transaction; 404 when unknown."""
+    agent = await reader.get_agent(agent_id)
     if agent is None:
         raise ApiError(404, f"no agent {agent_id!r}", field="id")
     return agent

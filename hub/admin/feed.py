@@ -15,9 +15,9 @@ from aiohttp import web
 from hub.admin.auth import FEED_ROUTE, bearer, check_admin, tokens_match, unauthorized
 from hub.admin.context import AdminContext, agent_or_404, hub_of
 from hub.admin.validation import query
+from hub.admin.views import EventRenderer
 from hub.ics import build_feed
-from hub.model import Agent, Request
-from hub.render import render_event
+from hub.model import Agent
 
 routes = web.RouteTableDef()
 
@@ -40,16 +40,14 @@ async def feed(request: web.Request) -> web.Response:
     if agent is None:
         # Say 404 only to a caller entitled to know which agents exist.
         check_admin(request, hub.config.admin.token)
-        agent = await agent_or_404(hub, request.match_info["id"])
+        agent = await agent_or_404(hub.store, request.match_info["id"])
     _authorise(request, hub, agent, token)
-    appts = await hub.store.list_appointments(agent_id=agent.id)
-    requests: dict[str, Request | None] = {}
+    renderer = EventRenderer(hub.store, hub.config.hub)
     entries = []
-    for appt in appts:
-        if appt.request_id is not None and appt.request_id not in requests:
-            requests[appt.request_id] = await hub.store.get_request(appt.request_id)
-        request_record = requests.get(appt.request_id) if appt.request_id else None
-        entries.append((appt, render_event(appt, agent, request_record, hub.config.hub)))
+    for appt in await hub.store.list_appointments(agent_id=agent.id):
+        event = await renderer.event(appt)
+        if event is not None:
+            entries.append((appt, event))
     # Serialising thousands of events is CPU work: keep it off the event loop.
     body = await anyio.to_thread.run_sync(
         partial(build_feed, agent, entries), limiter=hub.render_limiter

@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
 
 from aiohttp import web
 
 from hub.admin.context import AdminContext, agent_filter, agent_or_404, hub_of
 from hub.admin.errors import ApiError
 from hub.admin.validation import boolean, limit, parse_fields, query, read_object
-from hub.admin.views import calendar_state_json, conflict_json, pass_json
+from hub.admin.views import EventRenderer, calendar_state_json, conflict_json, pass_json
 from hub.model import Agent, PushState
-from hub.render import render_event
-from hub.spec import Window
+from hub.window import sync_window
 
 routes = web.RouteTableDef()
-
-
-def _window(hub: AdminContext, now: datetime) -> Window:
-    today = datetime(now.year, now.month, now.day, tzinfo=UTC)
-    settings = hub.config.hub
-    return Window(
-        today - timedelta(days=settings.days_past), today + timedelta(days=settings.days_future)
-    )
 
 
 async def pending_pushes(hub: AdminContext, agent: Agent, now: datetime) -> dict[str, int]:
@@ -33,10 +23,10 @@ async def pending_pushes(hub: AdminContext, agent: Agent, now: datetime) -> dict
     counts = {"creates": 0, "updates": 0, "deletes": 0}
     if agent.account is None:
         return counts
-    window = _window(hub, now)
+    window = sync_window(now, hub.config.hub.days_past, hub.config.hub.days_future)
     status = {s.appointment_id: s for s in await hub.store.list_status(agent.id, agent.account)}
     appts = await hub.store.list_appointments(agent_id=agent.id, include_deleted=True)
-    requests: dict[str, Any] = {}
+    renderer = EventRenderer(hub.store, hub.config.hub)
     for appt in appts:
         row = status.get(appt.id)
         if appt.deleted:
@@ -47,10 +37,8 @@ async def pending_pushes(hub: AdminContext, agent: Agent, now: datetime) -> dict
         if row is None:
             counts["creates"] += 1
             continue
-        if appt.request_id and appt.request_id not in requests:
-            requests[appt.request_id] = await hub.store.get_request(appt.request_id)
-        data = render_event(appt, agent, requests.get(appt.request_id or ""), hub.config.hub)
-        counts["updates"] += data.content_hash() != row.hub_hash
+        event = await renderer.event(appt)
+        counts["updates"] += event is not None and event.content_hash() != row.hub_hash
     return counts
 
 
@@ -58,7 +46,7 @@ async def pending_pushes(hub: AdminContext, agent: Agent, now: datetime) -> dict
 async def sync_now(request: web.Request) -> web.Response:
     """Run a pass of this agent now; answers with the pass's result."""
     hub = hub_of(request)
-    agent = await agent_or_404(hub, request.match_info["id"])
+    agent = await agent_or_404(hub.store, request.match_info["id"])
     fields = parse_fields(await read_object(request, optional=True), {"allow_empty": boolean})
     if agent.account is None:
         raise ApiError(409, f"agent {agent.id!r} has no account to sync with", field="account")
@@ -71,7 +59,7 @@ async def sync_now(request: web.Request) -> web.Response:
 @routes.get("/agents/{id}/status", name="agent-status")
 async def status(request: web.Request) -> web.Response:
     hub = hub_of(request)
-    agent = await agent_or_404(hub, request.match_info["id"])
+    agent = await agent_or_404(hub.store, request.match_info["id"])
     now = datetime.now(UTC)
     state = await hub.store.get_calendar_state(agent.id)
     return web.json_response(

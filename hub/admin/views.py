@@ -24,7 +24,7 @@ from hub.model import (
     SyncStatus,
 )
 from hub.render import render_event
-from hub.spec import as_utc
+from hub.spec import EventData, as_utc
 from hub.store.base import Store
 
 
@@ -129,15 +129,15 @@ def calendar_state_json(state: CalendarState, now: datetime) -> dict[str, Any]:
     }
 
 
-class AppointmentViews:
-    """Appointments as JSON, with their rendered subject and sync status."""
+class EventRenderer:
+    """Renders appointments into the events their agents' calendars show, reading each agent
+    and request once however many appointments refer to it."""
 
     def __init__(self, store: Store, settings: HubSettings) -> None:
         self.store = store
         self.settings = settings
         self._agents: dict[str, Agent | None] = {}
         self._requests: dict[str, Request | None] = {}
-        self._status: dict[str, dict[str, SyncStatus]] = {}
 
     async def agent(self, agent_id: str) -> Agent | None:
         if agent_id not in self._agents:
@@ -151,6 +151,21 @@ class AppointmentViews:
             self._requests[request_id] = await self.store.get_request(request_id)
         return self._requests[request_id]
 
+    async def event(self, appt: Appointment) -> EventData | None:
+        """The rendered event, or None when the appointment's agent is gone."""
+        agent = await self.agent(appt.agent_id)
+        if agent is None:
+            return None
+        return render_event(appt, agent, await self.request(appt.request_id), self.settings)
+
+
+class AppointmentViews(EventRenderer):
+    """Appointments as JSON, with their rendered subject and sync status."""
+
+    def __init__(self, store: Store, settings: HubSettings) -> None:
+        super().__init__(store, settings)
+        self._status: dict[str, dict[str, SyncStatus]] = {}
+
     async def status(self, agent: Agent, appointment_id: str) -> SyncStatus | None:
         if agent.account is None:
             return None
@@ -160,11 +175,8 @@ class AppointmentViews:
         return self._status[agent.id].get(appointment_id)
 
     async def display_subject(self, appt: Appointment) -> str:
-        agent = await self.agent(appt.agent_id)
-        if agent is None:
-            return appt.subject
-        request = await self.request(appt.request_id)
-        return render_event(appt, agent, request, self.settings).subject
+        event = await self.event(appt)
+        return appt.subject if event is None else event.subject
 
     async def one(self, appt: Appointment) -> dict[str, Any]:
         agent = await self.agent(appt.agent_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -133,3 +134,14 @@ async def test_delete(api: Api) -> None:
     assert (await api.call("GET", "/agents/bob")).status == 404
     assert (await api.call("DELETE", "/agents/bob")).status == 404
     assert await api.store.get_agent("bob") is None
+
+
+async def test_racing_creates_of_one_id_make_one_agent(api: Api) -> None:
+    replies = await asyncio.gather(
+        *(api.call("POST", "/agents", {"id": "twin", "name": f"n{n}"}) for n in range(4))
+    )
+    assert sorted(r.status for r in replies) == [201, 409, 409, 409]
+    (won,) = [r.json for r in replies if r.status == 201]
+    stored = await api.store.get_agent("twin")
+    assert stored is not None
+    assert (stored.name, stored.feed_token) == (won["name"], won["feed_token"])
