@@ -26,7 +26,7 @@ import icalendar
 
 from hub.spec import CalendarRef, EventData, as_utc
 
-USERS = {"alice": "secret-a", "bob": "secret-b"}
+USERS = {"alice": "secret-a", "bob": "secret-b", "carol": "secret-c"}
 
 
 def free_port() -> int:

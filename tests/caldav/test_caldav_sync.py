@@ -24,7 +24,7 @@ from hub.store.sqlite import SqliteStore
 from hub.sync import AgentSync
 from plugins.caldav.provider import CalDAVProvider
 from tests.caldav.conftest import account, cal_for
-from tests.caldav.proxy import DavProxy
+from tests.caldav.proxy import DavProxy, Fault
 from tests.caldav.servers import Phone, phone_ical
 
 ACCOUNT = "dav"
@@ -284,3 +284,16 @@ async def test_without_sync_collection_an_etag_listing_is_used_and_reported_once
     assert (await hub.sync()).counts == {}
     assert radicale_proxy.requests - before == 1  # one PROPFIND depth 1, nothing else
     assert radicale_proxy.by_method["REPORT"] >= 1  # it did try, and was refused
+
+
+async def test_a_busy_server_is_retried_after_its_retry_after(
+    hub: Hub, radicale_proxy: DavProxy
+) -> None:
+    appt = await hub.add(hour(1))
+    radicale_proxy.faults.append(Fault(503, headers={"Retry-After": "2"}))
+
+    await hub.sync()
+
+    assert 2.0 in hub.sleeps  # the engine waited what the server asked for
+    events = await hub.server_events()
+    assert [str(e["X-CALHUB-ID"]) for e in events.values()] == [appt.id]

@@ -1,0 +1,151 @@
+"""Provider behaviour against Radicale that the conformance suite does not reach: discovery,
+recurring series changes, the moving window, the etag fallback, multiget batches, check()."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import icalendar
+import pytest
+
+from hub.spec import CalendarRef, EventData, PushItem, Window
+from plugins.caldav.provider import CalDAVProvider
+from tests.caldav.conftest import account, cal_for
+from tests.caldav.proxy import DavProxy
+from tests.caldav.servers import DavServer, Phone, make_calendar, phone_ical
+
+NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+WINDOW = Window(NOW - timedelta(days=7), NOW + timedelta(days=60))
+
+
+def series(start: datetime, count: int) -> bytes:
+    cal = icalendar.Calendar.from_ical(phone_ical(EventData("Standup", start, start), "series-1"))
+    event = cal.walk("VEVENT")[0]
+    event["DTEND"] = icalendar.vDDDTypes(start + timedelta(minutes=15))
+    event.add("RRULE", {"FREQ": "DAILY", "COUNT": count})
+    return cal.to_ical()
+
+
+@pytest.fixture
+async def carol(radicale_proxy: DavProxy) -> AsyncIterator[CalDAVProvider]:
+    opts = account(radicale_proxy.url).options
+    config = replace(account(radicale_proxy.url), options={**opts, "username": "carol",
+                                                            "password": "secret-c"})  # fmt: skip
+    async with CalDAVProvider(config) as provider:
+        yield provider
+
+
+async def test_discovery_finds_the_first_calendar_holding_events(
+    carol: CalDAVProvider, radicale_server: DavServer
+) -> None:
+    phone = Phone(radicale_server, "carol", radicale_server.url + "carol/a-tasks/")
+    todo_only = (
+        b'<?xml version="1.0"?><c:mkcalendar xmlns:d="DAV:" '
+        b'xmlns:c="urn:ietf:params:xml:ns:caldav"><d:set><d:prop>'
+        b'<c:supported-calendar-component-set><c:comp name="VTODO"/>'
+        b"</c:supported-calendar-component-set></d:prop></d:set></c:mkcalendar>"
+    )
+    status, _, _ = await phone.send("MKCALENDAR", phone.collection_url, todo_only)
+    assert status == 201
+    work = await make_calendar(radicale_server, "carol", "b-work")
+
+    assert (await carol.discovery.principal()).endswith("/carol/")
+    found = await carol.discovery.collection(CalendarRef("carol", "carol@example.com"))
+    assert found.url.endswith("/carol/b-work/")
+    assert found.url.replace(carol.client.base_url, radicale_server.url) == work
+    # and it is usable as the default calendar
+    await carol.push_one(CalendarRef("carol", ""), PushItem("d-1", EventData("x", NOW, NOW)))
+
+
+async def test_a_changed_series_reports_its_vanished_occurrences_as_deleted(
+    dav: CalDAVProvider, phone: Phone, radicale_collection: str
+) -> None:
+    cal = cal_for(radicale_collection)
+    start = NOW + timedelta(days=1)
+    href = await phone.put("standup.ics", series(start, 5))
+    first = await dav.fetch(cal, WINDOW, None)
+    assert len(first.changed) == 5 and {e.series_id for e in first.changed} == {href}
+
+    await phone.put("standup.ics", series(start, 3))
+    shorter = await dav.fetch(cal, WINDOW, first.cursor)
+    assert len(shorter.changed) == 3
+    keys = [(start + timedelta(days=d)).strftime("%Y%m%dT%H%M%SZ") for d in (3, 4)]
+    assert sorted(shorter.deleted) == [f"{href}#{k}" for k in keys]
+
+    await phone.delete(cal, href)
+    gone = await dav.fetch(cal, WINDOW, shorter.cursor)
+    assert gone.changed == []
+    assert sorted(gone.deleted) == sorted(
+        [href] + [f"{href}#{(start + timedelta(days=d)).strftime('%Y%m%dT%H%M%SZ')}"
+                  for d in range(3)]
+    )  # fmt: skip
+
+
+async def test_events_entering_the_window_as_days_pass_are_fetched(
+    dav: CalDAVProvider, phone: Phone, radicale_collection: str, radicale_proxy: DavProxy
+) -> None:
+    cal = cal_for(radicale_collection)
+    later = WINDOW.end + timedelta(days=1)
+    href = await phone.create_external(cal, EventData("Later", later, later + timedelta(hours=1)))
+    first = await dav.fetch(cal, WINDOW, None)
+    assert first.changed == []
+
+    tomorrow = Window(WINDOW.start + timedelta(days=2), WINDOW.end + timedelta(days=2))
+    before = radicale_proxy.requests
+    moved = await dav.fetch(cal, tomorrow, first.cursor)
+    assert [e.remote_id for e in moved.changed] == [href]
+    assert radicale_proxy.requests - before == 3  # sync-collection, slice query, multiget
+    assert (await dav.fetch(cal, tomorrow, moved.cursor)).changed == []
+
+
+async def test_a_server_that_stops_offering_sync_collection_is_listed_by_etag(
+    dav: CalDAVProvider, phone: Phone, radicale_collection: str, radicale_proxy: DavProxy
+) -> None:
+    cal = cal_for(radicale_collection)
+    href = await phone.create_external(cal, EventData("A", NOW, NOW + timedelta(hours=1)))
+    first = await dav.fetch(cal, WINDOW, None)
+    assert first.notices == []
+
+    radicale_proxy.no_sync_collection = True  # e.g. a proxy in front that rejects the REPORT
+    fallback = await dav.fetch(cal, WINDOW, first.cursor)
+    assert fallback.full and [e.remote_id for e in fallback.changed] == [href]
+    assert len(fallback.notices) == 1 and "sync-collection" in fallback.notices[0]
+
+    await phone.delete(cal, href)
+    after = await dav.fetch(cal, WINDOW, fallback.cursor)
+    assert (after.deleted, after.notices) == ([href], [])  # reported once, not every pass
+
+
+async def test_many_changes_cost_one_multiget_per_hundred(
+    dav: CalDAVProvider, phone: Phone, radicale_collection: str, radicale_proxy: DavProxy
+) -> None:
+    cal = cal_for(radicale_collection)
+    first = await dav.fetch(cal, WINDOW, None)
+    for i in range(150):
+        start = NOW + timedelta(hours=i)
+        await phone.create_external(cal, EventData(f"E{i}", start, start + timedelta(minutes=30)))
+    before = radicale_proxy.requests
+    changes = await dav.fetch(cal, WINDOW, first.cursor)
+    assert len(changes.changed) == 150
+    assert radicale_proxy.requests - before == 1 + 2  # sync-collection + two multigets
+
+
+async def test_check_reports_each_step_and_never_raises(
+    dav: CalDAVProvider, radicale_collection: str, radicale_proxy: DavProxy
+) -> None:
+    cal = cal_for(radicale_collection)
+    missing = CalendarRef("ghost", "", "/alice/missing/")
+    items = await dav.check([cal, missing], write=True)
+    summary = [(i.what, i.ok) for i in items]
+    assert summary == [
+        ("principal", True), ("calendar alice", True), ("read alice", True),
+        ("write alice", True), ("calendar ghost", False),
+    ]  # fmt: skip
+    assert (await dav.fetch(cal, WINDOW, None)).changed == []  # the probe was deleted
+
+    async with CalDAVProvider(account(radicale_proxy.url, password="wrong")) as refused:
+        items = await refused.check([cal])
+    assert [(i.what, i.ok) for i in items] == [("principal", False), ("calendar alice", False)]
+    assert "401" in items[0].detail
