@@ -1,9 +1,10 @@
 """Errors of the admin endpoint and the middleware that turns every failure into JSON.
 
 Every error leaves as ``{"error": "...", "field": "..."}`` (``field`` only when one input is at
-fault): :class:`ApiError` from the handlers, :class:`hub.rules.RuleError` from the rules, and
-aiohttp's own HTTP exceptions (unknown route, wrong method, oversize body). Anything else is a
-bug: it is logged with its traceback and the client gets a plain JSON 500.
+fault): :class:`ApiError` from the handlers, :class:`hub.rules.RuleError` from the rules,
+aiohttp's own HTTP exceptions (unknown route, wrong method, oversize body), and the store's
+errors (a constraint is a 409, an unusable database a 503). Anything else is a bug: it is
+logged with its traceback and the client gets a plain JSON 500.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from hub.rules import Invalid, NotFound, RuleError, StateConflict
+from hub.store.base import ConstraintError, StoreError
 
 log = logging.getLogger("hub.admin")
 
@@ -65,6 +67,11 @@ async def errors_middleware(request: web.Request, handler: web.Handler) -> web.S
         return error_response(exc.status, exc.message, exc.field, exc.headers)
     except RuleError as exc:
         return error_response(_RULE_STATUS.get(type(exc), 422), exc.message, exc.field)
+    except ConstraintError as exc:  # lost a race the handler's own checks could not see
+        return error_response(409, str(exc))
+    except StoreError as exc:
+        log.error("admin request %s %s: %s", request.method, request.path, exc)
+        return error_response(503, "the database is unavailable; retry shortly")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

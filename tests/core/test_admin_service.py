@@ -14,6 +14,7 @@ from hub.admin import listen_is_safe
 from hub.config import AdminSettings, Config, HubSettings
 from hub.model import Appointment, CalendarState, Conflict, Kind, SyncStatus
 from hub.render import render_event
+from hub.store.base import ConstraintError, StoreError
 from tests.core.admin_support import TOKEN, Api, FakeControl, running_api
 
 
@@ -114,6 +115,21 @@ async def test_unexpected_failure_is_a_json_500_and_logged(api: Api, monkeypatch
     assert reply.status == 500
     assert "secret internals" not in reply.text and "Traceback" not in reply.text
     assert any("secret internals" in (r.exc_text or "") for r in caplog.records)
+
+
+async def test_store_errors_map_to_409_and_503(api: Api, monkeypatch) -> None:
+    async def constraint(*args: object) -> None:
+        raise ConstraintError("feed token is already used by another agent")
+
+    async def locked(*args: object) -> None:
+        raise StoreError("hub.db: cannot start a write transaction: database is locked")
+
+    monkeypatch.setattr(api.store, "get_agent", constraint)
+    reply = await api.call("GET", "/agents/alice")
+    assert reply.status == 409 and "feed token" in reply.json["error"]
+    monkeypatch.setattr(api.store, "get_agent", locked)
+    reply = await api.call("GET", "/agents/alice")
+    assert reply.status == 503 and "locked" not in reply.text
 
 
 # --------------------------------------------------------------------------- metrics
