@@ -230,6 +230,7 @@ class GraphFake:
         self.ops: Counter[tuple[str, str]] = Counter()  # (mailbox, kind) incl. $batch items
         self.without_immutable_id = 0  # requests (and batch items) missing the Prefer
         self.attendee_writes = 0
+        self.peak_in_flight: Counter[str] = Counter()  # per mailbox, incl. $batch waves
         self.auth_headers_seen: list[str] = []
         self._states: dict[str, _SyncState] = {}
         self._seq = 0
@@ -531,6 +532,7 @@ class GraphFake:
         if mb.in_flight >= MAILBOX_CONCURRENCY:
             raise _concurrency_error()
         mb.in_flight += 1
+        self._peak(mb, mb.in_flight)
         try:
             await self._delay()  # the work itself takes time while holding the slot
             return self._dispatch(request.method, tail, query, request.headers, body)
@@ -625,6 +627,7 @@ class GraphFake:
                 self.ops[(mb.email.lower(), "batch-item")] += 1
                 self._gate(mb)
                 per_mailbox[mb.email.lower()] += 1
+                self._peak(mb, per_mailbox[mb.email.lower()] + mb.in_flight)
                 if per_mailbox[mb.email.lower()] + mb.in_flight > MAILBOX_CONCURRENCY:
                     raise _concurrency_error()
             return self._dispatch(r["method"], tail, query, _CI(headers), r.get("body"))
@@ -849,6 +852,10 @@ class GraphFake:
         ev.change_key = _new_id("ck")
         ev.modified = _now()
         self._log(mb, ev.id)
+
+    def _peak(self, mb: Mailbox, now_running: int) -> None:
+        key = mb.email.lower()
+        self.peak_in_flight[key] = max(self.peak_in_flight[key], now_running)
 
     async def _delay(self) -> None:
         if self.latency:
