@@ -59,7 +59,7 @@ def test_batch_body_items_carry_prefer_content_type_and_lanes() -> None:
         ["4"],
         ["5"],
     ]
-    with pytest.raises(ValueError, match="1..20"):
+    with pytest.raises(ValueError, match=r"1\.\.20"):
         batch_body("https://g.example/v1.0", reqs * 3)
 
 
