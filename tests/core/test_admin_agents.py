@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +13,7 @@ from tests.core.admin_support import Api, running_api
 
 
 @pytest.fixture
-async def api(tmp_path) -> AsyncIterator[Api]:
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
     async with running_api(tmp_path / "hub.db") as api:
         yield api
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ T9 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def api(tmp_path) -> AsyncIterator[Api]:
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
     async with running_api(tmp_path / "hub.db") as api:
         yield api
 
@@ -153,7 +154,7 @@ async def test_delete_leaves_a_tombstone(api: Api) -> None:
 
 
 @pytest.fixture
-async def asking(tmp_path) -> AsyncIterator[Api]:
+async def asking(tmp_path: Path) -> AsyncIterator[Api]:
     settings = HubSettings(create_appointments=Policy.ASK)
     async with running_api(tmp_path / "hub.db", settings=settings) as api:
         yield api

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -30,7 +31,7 @@ ACTION = {
 
 
 @pytest.fixture
-async def api(tmp_path) -> AsyncIterator[Api]:
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
     settings = HubSettings(default_estimate=timedelta(minutes=45))
     async with running_api(tmp_path / "hub.db", settings=settings) as api:
         yield api
@@ -127,7 +128,7 @@ async def test_action_not_asked(api: Api) -> None:
     assert (await api.call("GET", "/requests/1042/appointments")).json == []
 
 
-async def test_action_appointments_disabled(tmp_path) -> None:
+async def test_action_appointments_disabled(tmp_path: Path) -> None:
     async with running_api(
         tmp_path / "hub.db", settings=HubSettings(action_appointments=False)
     ) as api:

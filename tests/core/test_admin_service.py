@@ -7,6 +7,7 @@ import io
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -24,7 +25,7 @@ async def control() -> FakeControl:
 
 
 @pytest.fixture
-async def api(tmp_path, control: FakeControl) -> AsyncIterator[Api]:
+async def api(tmp_path: Path, control: FakeControl) -> AsyncIterator[Api]:
     async with running_api(tmp_path / "hub.db", control=control) as api:
         yield api
 
@@ -48,7 +49,9 @@ async def test_every_other_route_needs_the_token(api: Api, path: str) -> None:
     assert basic.status == 401
 
 
-async def test_token_is_compared_in_constant_time(api: Api, monkeypatch) -> None:
+async def test_token_is_compared_in_constant_time(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
     seen: list[tuple[bytes, bytes]] = []
     real = hmac.compare_digest
 
@@ -62,7 +65,7 @@ async def test_token_is_compared_in_constant_time(api: Api, monkeypatch) -> None
     assert seen == [(b"guess", TOKEN.encode()), (TOKEN.encode(), TOKEN.encode())]
 
 
-async def test_without_a_token_the_api_is_open(tmp_path) -> None:
+async def test_without_a_token_the_api_is_open(tmp_path: Path) -> None:
     async with running_api(tmp_path / "hub.db", token=None) as api:
         assert (await api.call("GET", "/agents")).status == 200
 
@@ -105,7 +108,9 @@ async def test_unknown_route_and_method_are_json(api: Api) -> None:
     assert "POST" in wrong.headers["Allow"]
 
 
-async def test_unexpected_failure_is_a_json_500_and_logged(api: Api, monkeypatch, caplog) -> None:
+async def test_unexpected_failure_is_a_json_500_and_logged(
+    api: Api, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     async def broken() -> None:
         raise RuntimeError("secret internals")
 
@@ -117,7 +122,7 @@ async def test_unexpected_failure_is_a_json_500_and_logged(api: Api, monkeypatch
     assert any("secret internals" in (r.exc_text or "") for r in caplog.records)
 
 
-async def test_store_errors_map_to_409_and_503(api: Api, monkeypatch) -> None:
+async def test_store_errors_map_to_409_and_503(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     async def constraint(*args: object) -> None:
         raise ConstraintError("feed token is already used by another agent")
 
@@ -161,7 +166,7 @@ async def test_sync_now(api: Api, control: FakeControl) -> None:
     assert control.synced == [("alice", True), ("alice", False)]
 
 
-async def test_sync_refusals(api: Api, control: FakeControl, tmp_path) -> None:
+async def test_sync_refusals(api: Api, control: FakeControl, tmp_path: Path) -> None:
     no_account = await api.call("POST", "/agents/bob/sync")
     assert (no_account.status, no_account.json["field"]) == (409, "account")
     assert (await api.call("POST", "/agents/ghost/sync")).status == 404

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -43,7 +44,7 @@ class Hub:
 
 
 @pytest.fixture
-async def hub(tmp_path) -> AsyncIterator[Hub]:
+async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
     server = MemoryServer()
     registry = ProviderRegistry()
     registry.add(MemoryProvider)

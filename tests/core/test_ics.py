@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from icalendar import Calendar, Event
@@ -94,7 +95,7 @@ def test_private_entries_carry_no_content() -> None:
 
 
 @pytest.fixture
-async def api(tmp_path) -> AsyncIterator[Api]:
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
     async with running_api(tmp_path / "hub.db") as api:
         booking = {
             "subject": "Visit",
@@ -148,7 +149,7 @@ async def test_unknown_agent_feed(api: Api) -> None:
     assert reply.status == 401
 
 
-async def test_open_api_still_checks_a_given_feed_token(tmp_path) -> None:
+async def test_open_api_still_checks_a_given_feed_token(tmp_path: Path) -> None:
     async with running_api(tmp_path / "hub.db", token=None) as api:
         assert (await api.call("GET", FEED)).status == 200
         assert (await api.call("GET", FEED + "?token=wrong")).status == 401

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -27,7 +28,7 @@ T9 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def store(tmp_path) -> AsyncIterator[SqliteStore]:
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
     store = SqliteStore(tmp_path / "hub.db")
     await store.open()
     async with store.transaction("config") as tx:
@@ -58,7 +59,9 @@ async def planned(store: SqliteStore, request_id: str = "42") -> dict[str, Appoi
 # --------------------------------------------------------------------------- A
 
 
-async def test_plan_makes_one_entry_per_agent_with_the_default_estimate(rules, store) -> None:
+async def test_plan_makes_one_entry_per_agent_with_the_default_estimate(
+    rules: Rules, store: SqliteStore
+) -> None:
     made = await rules.plan("42", Plan(agents=("alice", "bob"), start=T9, subject="Printer"))
     assert [a.agent_id for a in made] == ["alice", "bob"]
     for appt in made:
@@ -71,7 +74,7 @@ async def test_plan_makes_one_entry_per_agent_with_the_default_estimate(rules, s
     assert (request.subject, request.planned_agents) == ("Printer", ("alice", "bob"))
 
 
-async def test_replanning_moves_the_same_appointment(rules, store) -> None:
+async def test_replanning_moves_the_same_appointment(rules: Rules, store: SqliteStore) -> None:
     (first,) = await rules.plan("42", Plan(agents=("alice",), start=T9))
     later = T9 + timedelta(days=1)
     (moved,) = await rules.plan("42", Plan(agents=("alice",), start=later, estimate_minutes=30))
@@ -81,13 +84,13 @@ async def test_replanning_moves_the_same_appointment(rules, store) -> None:
     assert list(await planned(store)) == ["alice"]
 
 
-async def test_replanning_unchanged_writes_nothing(rules, store) -> None:
+async def test_replanning_unchanged_writes_nothing(rules: Rules, store: SqliteStore) -> None:
     (first,) = await rules.plan("42", Plan(agents=("alice",), start=T9))
     (again,) = await rules.plan("42", Plan(agents=("alice",), start=T9))
     assert again.version == first.version
 
 
-async def test_dropping_an_agent_cancels_theirs_only(rules, store) -> None:
+async def test_dropping_an_agent_cancels_theirs_only(rules: Rules, store: SqliteStore) -> None:
     await rules.plan("42", Plan(agents=("alice", "bob"), start=T9))
     before = await planned(store)
     await rules.plan("42", Plan(agents=("bob",), start=T9))
@@ -98,14 +101,16 @@ async def test_dropping_an_agent_cancels_theirs_only(rules, store) -> None:
     assert tomb is not None and tomb.deleted
 
 
-async def test_readding_a_dropped_agent_makes_a_fresh_entry(rules, store) -> None:
+async def test_readding_a_dropped_agent_makes_a_fresh_entry(
+    rules: Rules, store: SqliteStore
+) -> None:
     (first,) = await rules.plan("42", Plan(agents=("alice",), start=T9))
     await rules.plan("42", Plan(agents=(), start=T9))
     (again,) = await rules.plan("42", Plan(agents=("alice",), start=T9))
     assert again.id != first.id and not again.deleted
 
 
-async def test_clearing_the_plan_cancels_every_entry(rules, store) -> None:
+async def test_clearing_the_plan_cancels_every_entry(rules: Rules, store: SqliteStore) -> None:
     made = await rules.plan("42", Plan(agents=("alice", "bob"), start=T9))
     cancelled = await rules.clear_plan("42")
     assert sorted(a.id for a in cancelled) == sorted(a.id for a in made)
@@ -116,13 +121,13 @@ async def test_clearing_the_plan_cancels_every_entry(rules, store) -> None:
     assert request.planned_agents == ()
 
 
-async def test_clearing_an_unknown_request_is_not_found(rules) -> None:
+async def test_clearing_an_unknown_request_is_not_found(rules: Rules) -> None:
     with pytest.raises(NotFound) as info:
         await rules.clear_plan("nope")
     assert info.value.field == "request_id"
 
 
-async def test_all_day_plan_spans_the_days_the_estimate_covers(rules) -> None:
+async def test_all_day_plan_spans_the_days_the_estimate_covers(rules: Rules) -> None:
     day = date(2026, 5, 4)
     (one,) = await rules.plan("1", Plan(agents=("alice",), start=day, estimate_minutes=240))
     assert (one.start, one.end, one.all_day) == (day, day + timedelta(days=1), True)
@@ -130,7 +135,7 @@ async def test_all_day_plan_spans_the_days_the_estimate_covers(rules) -> None:
     assert three.end == day + timedelta(days=3)
 
 
-async def test_plan_with_an_unknown_agent_writes_nothing(rules, store) -> None:
+async def test_plan_with_an_unknown_agent_writes_nothing(rules: Rules, store: SqliteStore) -> None:
     with pytest.raises(Invalid) as info:
         await rules.plan("42", Plan(agents=("alice", "mallory"), start=T9))
     assert info.value.field == "agents"
@@ -139,7 +144,9 @@ async def test_plan_with_an_unknown_agent_writes_nothing(rules, store) -> None:
     assert await store.list_appointments() == []
 
 
-async def test_concurrent_replans_never_make_a_second_entry(rules, store) -> None:
+async def test_concurrent_replans_never_make_a_second_entry(
+    rules: Rules, store: SqliteStore
+) -> None:
     starts = [T9 + timedelta(hours=h) for h in range(6)]
     await asyncio.gather(*(rules.plan("42", Plan(agents=("alice",), start=s)) for s in starts))
     assert list(await planned(store)) == ["alice"]
@@ -148,7 +155,9 @@ async def test_concurrent_replans_never_make_a_second_entry(rules, store) -> Non
 # --------------------------------------------------------------------------- B
 
 
-async def test_action_makes_an_appointment_when_enabled_and_asked(rules, store) -> None:
+async def test_action_makes_an_appointment_when_enabled_and_asked(
+    rules: Rules, store: SqliteStore
+) -> None:
     outcome = await rules.log_action(
         "7", Action(agent="bob", done_at=T9, time_taken_minutes=45, add_to_calendar=True)
     )
@@ -160,7 +169,7 @@ async def test_action_makes_an_appointment_when_enabled_and_asked(rules, store) 
     assert any(e.action == "action" and e.detail["agent"] == "bob" for e in audit)
 
 
-async def test_action_without_asking_makes_no_appointment(rules, store) -> None:
+async def test_action_without_asking_makes_no_appointment(rules: Rules, store: SqliteStore) -> None:
     outcome = await rules.log_action("7", Action(agent="bob", done_at=T9, time_taken_minutes=5))
     assert outcome.appointment is None
     assert outcome.reason is not None and "add_to_calendar" in outcome.reason
@@ -168,7 +177,7 @@ async def test_action_without_asking_makes_no_appointment(rules, store) -> None:
     assert await store.get_request("7") is not None  # first mention still creates it
 
 
-async def test_action_appointments_disabled(store) -> None:
+async def test_action_appointments_disabled(store: SqliteStore) -> None:
     rules = rules_for(store, action_appointments=False)
     outcome = await rules.log_action(
         "7", Action(agent="bob", done_at=T9, time_taken_minutes=5, add_to_calendar=True)
@@ -178,7 +187,7 @@ async def test_action_appointments_disabled(store) -> None:
     assert await store.list_appointments() == []
 
 
-async def test_action_by_unknown_agent_is_refused(rules, store) -> None:
+async def test_action_by_unknown_agent_is_refused(rules: Rules, store: SqliteStore) -> None:
     with pytest.raises(Invalid) as info:
         await rules.log_action("7", Action(agent="zed", done_at=T9, time_taken_minutes=5))
     assert info.value.field == "agent"
@@ -188,7 +197,9 @@ async def test_action_by_unknown_agent_is_refused(rules, store) -> None:
 # --------------------------------------------------------------------------- C
 
 
-async def test_booking_for_several_agents_is_one_entry_each_in_one_group(rules, store) -> None:
+async def test_booking_for_several_agents_is_one_entry_each_in_one_group(
+    rules: Rules, store: SqliteStore
+) -> None:
     booking = Booking(
         subject="On-site visit",
         start=T9,
@@ -219,7 +230,12 @@ async def test_booking_for_several_agents_is_one_entry_each_in_one_group(rules, 
     ],
 )
 async def test_bad_bookings_are_refused_and_write_nothing(
-    rules, store, start, end, agents, field
+    rules: Rules,
+    store: SqliteStore,
+    start: date | datetime,
+    end: date | datetime,
+    agents: tuple[str, ...],
+    field: str,
 ) -> None:
     with pytest.raises(Invalid) as info:
         await rules.book("42", Booking(subject="x", start=start, end=end, agents=agents))
@@ -242,7 +258,9 @@ async def test_bad_bookings_are_refused_and_write_nothing(
         (Policy.NEVER, "carol", PushState.LOCAL),  # the agent's value only counts under agent
     ],
 )
-async def test_policy_sets_the_push_state(store, hub, agent, state) -> None:
+async def test_policy_sets_the_push_state(
+    store: SqliteStore, hub: Policy, agent: str, state: PushState
+) -> None:
     rules = rules_for(store, create_appointments=hub)
     made = await rules.book(
         "1", Booking(subject="s", start=T9, end=T9 + timedelta(hours=1), agents=(agent,))
@@ -254,7 +272,7 @@ async def test_policy_sets_the_push_state(store, hub, agent, state) -> None:
     )
 
 
-async def test_policy_applies_to_plans_and_actions_too(store) -> None:
+async def test_policy_applies_to_plans_and_actions_too(store: SqliteStore) -> None:
     rules = rules_for(store, create_appointments=Policy.ASK)
     (plan,) = await rules.plan("1", Plan(agents=("bob",), start=T9))
     action = await rules.log_action(
@@ -266,7 +284,7 @@ async def test_policy_applies_to_plans_and_actions_too(store) -> None:
     assert len(await store.list_approvals()) == 2
 
 
-async def test_approve_syncs_and_wakes_the_agents_sync(store) -> None:
+async def test_approve_syncs_and_wakes_the_agents_sync(store: SqliteStore) -> None:
     rules = rules_for(store, create_appointments=Policy.ASK)
     (appt,) = await rules.plan("1", Plan(agents=("bob",), start=T9))
     woken: list[tuple[str, frozenset[str]]] = []
@@ -279,7 +297,7 @@ async def test_approve_syncs_and_wakes_the_agents_sync(store) -> None:
     assert await store.list_approvals() == []
 
 
-async def test_reject_keeps_the_entry_in_the_hub_calendar_only(store) -> None:
+async def test_reject_keeps_the_entry_in_the_hub_calendar_only(store: SqliteStore) -> None:
     rules = rules_for(store, create_appointments=Policy.ASK)
     (appt,) = await rules.plan("1", Plan(agents=("bob",), start=T9))
     (approval,) = await store.list_approvals()
@@ -292,7 +310,7 @@ async def test_reject_keeps_the_entry_in_the_hub_calendar_only(store) -> None:
     assert await store.list_approvals() == []
 
 
-async def test_deciding_twice_or_unknown(store) -> None:
+async def test_deciding_twice_or_unknown(store: SqliteStore) -> None:
     rules = rules_for(store, create_appointments=Policy.ASK)
     await rules.plan("1", Plan(agents=("bob",), start=T9))
     (approval,) = await store.list_approvals()
@@ -305,7 +323,7 @@ async def test_deciding_twice_or_unknown(store) -> None:
         await rules.decide("nope", True)
 
 
-async def test_cancelling_a_pending_entry_withdraws_its_approval(store) -> None:
+async def test_cancelling_a_pending_entry_withdraws_its_approval(store: SqliteStore) -> None:
     rules = rules_for(store, create_appointments=Policy.ASK)
     (appt,) = await rules.plan("1", Plan(agents=("bob",), start=T9))
     (approval,) = await store.list_approvals()
@@ -330,7 +348,7 @@ async def manual(rules: Rules, **kw: object) -> Appointment:
     return appt
 
 
-async def test_moving_keeps_the_duration_and_resizing_keeps_the_start(rules) -> None:
+async def test_moving_keeps_the_duration_and_resizing_keeps_the_start(rules: Rules) -> None:
     appt = await manual(rules)
     later = T9 + timedelta(days=2)
     moved = await rules.change(appt.id, Change(start=later))
@@ -340,7 +358,7 @@ async def test_moving_keeps_the_duration_and_resizing_keeps_the_start(rules) -> 
     assert resized.version == appt.version + 2
 
 
-async def test_edit_refusals(rules, store) -> None:
+async def test_edit_refusals(rules: Rules, store: SqliteStore) -> None:
     appt = await manual(rules)
     with pytest.raises(Invalid) as info:
         await rules.change(appt.id, Change(end=T9 - timedelta(hours=1)))
@@ -353,7 +371,9 @@ async def test_edit_refusals(rules, store) -> None:
     assert unchanged is not None and unchanged.version == appt.version
 
 
-async def test_setting_subject_or_note_replaces_the_remote_edit(rules, store) -> None:
+async def test_setting_subject_or_note_replaces_the_remote_edit(
+    rules: Rules, store: SqliteStore
+) -> None:
     appt = await manual(rules)
     async with store.transaction("sync:o365") as tx:
         await tx.put_appointment(
@@ -366,7 +386,7 @@ async def test_setting_subject_or_note_replaces_the_remote_edit(rules, store) ->
     assert (edited.note, edited.body_override) == ("n", None)
 
 
-async def test_external_appointments_are_read_only(rules, store) -> None:
+async def test_external_appointments_are_read_only(rules: Rules, store: SqliteStore) -> None:
     await add_external(store, T9)
     with pytest.raises(StateConflict):
         await rules.change("ext1", Change(start=T9 + timedelta(hours=1)))
@@ -376,7 +396,7 @@ async def test_external_appointments_are_read_only(rules, store) -> None:
     assert stored is not None and stored.start == T9 and not stored.deleted
 
 
-async def test_cancel_leaves_a_tombstone(rules, store) -> None:
+async def test_cancel_leaves_a_tombstone(rules: Rules, store: SqliteStore) -> None:
     appt = await manual(rules)
     tomb = await rules.cancel(appt.id)
     assert tomb.deleted and tomb.version == appt.version + 1
