@@ -78,21 +78,34 @@ def _insert_sql(table: str, columns: Sequence[str]) -> str:
     return f"INSERT INTO {table} ({names}) VALUES ({values})"
 
 
-def _upsert_sql(table: str, columns: Sequence[str], key: Sequence[str]) -> str:
+def _upsert_sql(
+    table: str, columns: Sequence[str], key: Sequence[str], *, unless_same: Sequence[str] = ()
+) -> str:
+    """Insert, or update on a key conflict; with ``unless_same``, an update only when one of
+    those columns differs (SQLite then leaves the row alone: no write at all)."""
     updates = ", ".join(f'"{c}" = excluded."{c}"' for c in columns if c not in key)
-    return f"{_insert_sql(table, columns)} ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+    sql = f"{_insert_sql(table, columns)} ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+    if unless_same:
+        sql += " WHERE " + " OR ".join(f'"{c}" IS NOT excluded."{c}"' for c in unless_same)
+    return sql
 
 
 _AUDIT_SQL = (
     "INSERT INTO audit (at, origin, entity, entity_id, action, detail) VALUES (?, ?, ?, ?, ?, ?)"
 )
 _APPOINTMENT_INSERT = _insert_sql("appointments", codec.APPOINTMENT_COLUMNS)
+_APPOINTMENT_INSERT_NEW = _APPOINTMENT_INSERT + " ON CONFLICT (id) DO NOTHING"
 _APPOINTMENT_UPDATE = "UPDATE appointments SET {} WHERE id = :id".format(
     ", ".join(f'"{c}" = :{c}' for c in codec.APPOINTMENT_COLUMNS if c != "id")
 )
 _AGENT_UPSERT = _upsert_sql("agents", codec.AGENT_COLUMNS, ("id",))
 _REQUEST_UPSERT = _upsert_sql("requests", codec.REQUEST_COLUMNS, ("id",))
-_STATUS_UPSERT = _upsert_sql("sync_status", codec.STATUS_COLUMNS, codec.STATUS_KEY)
+_STATUS_UPSERT = _upsert_sql(
+    "sync_status",
+    codec.STATUS_COLUMNS,
+    codec.STATUS_KEY,
+    unless_same=[c for c in codec.STATUS_COLUMNS if c not in (*codec.STATUS_KEY, "updated_at")],
+)
 _CALENDAR_STATE_UPSERT = _upsert_sql("calendar_state", codec.CALENDAR_STATE_COLUMNS, ("agent_id",))
 
 
@@ -235,13 +248,22 @@ class _Queries:
 
 
 class SqliteTx(_Queries, Tx):
-    """One write transaction on the writer connection; valid only inside its ``async with``."""
+    """One write transaction on the writer connection; valid only inside its ``async with``.
+
+    Every call into aiosqlite is a round trip to its thread, and those dominate a sync pass:
+    so audit and sync status rows are buffered and written in one batch before the next
+    statement of the transaction (or its commit), and agents known to exist are remembered.
+    A status row is written by a statement that leaves an unchanged row alone.
+    """
 
     def __init__(self, db: aiosqlite.Connection, origin: str, clock: Clock) -> None:
         self._db: aiosqlite.Connection | None = db
         self.origin = origin
         self._clock = clock
         self.changed_agents: set[str] = set()
+        self._known_agents: set[str] = set()
+        self._audits: list[tuple[Any, ...]] = []
+        self._statuses: list[dict[str, Any]] = []
 
     def _conn(self) -> aiosqlite.Connection:
         if self._db is None:
@@ -250,21 +272,34 @@ class SqliteTx(_Queries, Tx):
             raise StoreError("this transaction is finished; open a new one")
         return self._db
 
+    async def _flush(self) -> None:
+        """Write the buffered rows (before the commit)."""
+        audits, self._audits = self._audits, []
+        await self._run_many(_AUDIT_SQL, audits)  # writes the buffered statuses first
+
     def _finish(self) -> None:
         self._db = None
 
     def _now(self) -> str:
         return codec.encode_time(self._clock())  # type: ignore[return-value]  # never None
 
+    async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        await self._write_statuses()  # a read must see them
+        return await super()._rows(sql, params)
+
     async def _run(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        await self._write_statuses()  # keep the order of writes (purge deletes status rows)
         return await self._conn().execute(sql, params)  # type: ignore[return-value]
 
     async def _run_many(self, sql: str, rows: Sequence[Any]) -> None:
+        await self._write_statuses()
         if rows:
             await self._conn().executemany(sql, rows)
 
-    def _audit_row(self, entity: str, entity_id: str, action: str, detail: Any) -> tuple[Any, ...]:
-        return (self._now(), self.origin, entity, entity_id, action, codec.to_json(detail))
+    async def _write_statuses(self) -> None:
+        if self._statuses:
+            rows, self._statuses = self._statuses, []
+            await self._conn().executemany(_STATUS_UPSERT, rows)
 
     async def _rows_in(
         self, sql: str, ids: Sequence[str], prefix: Sequence[Any] = ()
@@ -276,10 +311,15 @@ class SqliteTx(_Queries, Tx):
         return rows
 
     async def _require_agents(self, agent_ids: Iterable[str], what: str) -> None:
-        wanted = sorted(set(agent_ids))
+        # Checked up front, not left to the foreign key, so that the error names the agent and
+        # a batch fails before any of it is written.
+        wanted = sorted(set(agent_ids) - self._known_agents)
+        if not wanted:
+            return
         found = {
             r["id"] for r in await self._rows_in("SELECT id FROM agents WHERE id IN ({})", wanted)
         }
+        self._known_agents |= found
         missing = [a for a in wanted if a not in found]
         if missing:
             raise ConstraintError(f"{what}: unknown agent {', '.join(map(repr, missing))}")
@@ -302,22 +342,24 @@ class SqliteTx(_Queries, Tx):
                 else f"agent {agent.id!r}: {exc}"
             ) from exc
         if old is None:
-            await self._write_audit("agent", agent.id, "create")
+            self._write_audit("agent", agent.id, "create")
         else:
             # Field names only: the feed token is a secret and must not land in the log.
             changed = sorted(
                 k for k in row if k not in ("created_at", "updated_at") and old[k] != row[k]
             )
-            await self._write_audit("agent", agent.id, "update", changed=changed)
+            self._write_audit("agent", agent.id, "update", changed=changed)
         self.changed_agents.add(agent.id)
+        self._known_agents.add(agent.id)
         return codec.agent_from_row(row)
 
     async def delete_agent(self, agent_id: str) -> bool:
         cursor = await self._run("DELETE FROM agents WHERE id = ?", (agent_id,))
         if cursor.rowcount == 0:
             return False
-        await self._write_audit("agent", agent_id, "delete")
+        self._write_audit("agent", agent_id, "delete")
         self.changed_agents.add(agent_id)
+        self._known_agents.discard(agent_id)
         return True
 
     # requests ----------------------------------------------------------------------------
@@ -328,12 +370,21 @@ class SqliteTx(_Queries, Tx):
             return codec.request_from_row(old)
         row["updated_at"] = self._now()
         await self._run(_REQUEST_UPSERT, row)
-        await self._write_audit("request", request.id, "create" if old is None else "update")
+        self._write_audit("request", request.id, "create" if old is None else "update")
         return codec.request_from_row(row)
 
     # appointments ------------------------------------------------------------------------
     async def put_appointment(self, appt: Appointment) -> Appointment:
-        return (await self.put_appointments([appt]))[0]
+        row = codec.appointment_row(appt)
+        await self._require_agents([appt.agent_id], f"appointment {appt.id}")
+        # Most single puts are new entries (an initial sync imports thousands): try the
+        # insert first, one round trip; an existing id takes the compare-and-update path.
+        self._prepare_insert(row, self._now())
+        cursor = await self._run(_APPOINTMENT_INSERT_NEW, row)
+        if cursor.rowcount == 0:
+            return (await self.put_appointments([appt]))[0]
+        self._inserted(row)
+        return codec.appointment_from_row(row)
 
     async def put_appointments(self, appts: Sequence[Appointment]) -> list[Appointment]:
         """Validate every entry, then write the batch in a few round trips."""
@@ -349,46 +400,52 @@ class SqliteTx(_Queries, Tx):
         }
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
-        audits: list[tuple[Any, ...]] = []
         stored: list[dict[str, Any]] = []
         now = self._now()
         for row in rows:
             old = current.get(row["id"])
             if old is None:
-                row["version"] = max(1, row["version"])
-                row["created_at"] = row["created_at"] or now
-                row["deleted_at"] = (row["deleted_at"] or now) if row["deleted"] else None
-                detail: dict[str, Any] = {"agent_id": row["agent_id"], "kind": row["kind"]}
-                detail |= {"start": row["start"], "end": row["end"]}
-                action = "create"
+                self._prepare_insert(row, now)
                 inserts.append(row)
-            else:
-                if old["agent_id"] != row["agent_id"]:
-                    raise ConstraintError(
-                        f"appointment {row['id']!r} belongs to agent {old['agent_id']!r},"
-                        f" not {row['agent_id']!r}"
-                    )
-                changed = codec.changed_content(old, row)
-                if not changed:
-                    stored.append(old)
-                    continue
+                self._inserted(row)
+            elif old["agent_id"] != row["agent_id"]:
+                raise ConstraintError(
+                    f"appointment {row['id']!r} belongs to agent {old['agent_id']!r},"
+                    f" not {row['agent_id']!r}"
+                )
+            elif changed := codec.changed_content(old, row):
                 row["version"] = old["version"] + 1
                 row["created_at"] = old["created_at"]
                 row["deleted_at"] = (old["deleted_at"] or now) if row["deleted"] else None
-                detail = {"changed": changed, "version": row["version"]}
-                action = _appointment_action(old, row)
+                row["updated_at"] = now
+                row["origin"] = self.origin
                 updates.append(row)
-            row["updated_at"] = now
-            row["origin"] = self.origin
+                action = _appointment_action(old, row)
+                self._write_audit(
+                    "appointment", row["id"], action, changed=changed, version=row["version"]
+                )
+                self.changed_agents.add(row["agent_id"])
+            else:
+                stored.append(old)  # unchanged: nothing to write
+                continue
             current[row["id"]] = row
             stored.append(row)
-            audits.append(self._audit_row("appointment", row["id"], action, detail))
-            self.changed_agents.add(row["agent_id"])
         # An id inserted by this batch and changed again later in it is inserted once, first.
         await self._run_many(_APPOINTMENT_INSERT, inserts)
         await self._run_many(_APPOINTMENT_UPDATE, updates)
-        await self._run_many(_AUDIT_SQL, audits)
         return [codec.appointment_from_row(r) for r in stored]
+
+    def _prepare_insert(self, row: dict[str, Any], now: str) -> None:
+        row["version"] = max(1, row["version"])
+        row["created_at"] = row["created_at"] or now
+        row["updated_at"] = now
+        row["deleted_at"] = (row["deleted_at"] or now) if row["deleted"] else None
+        row["origin"] = self.origin
+
+    def _inserted(self, row: dict[str, Any]) -> None:
+        detail = {k: row[k] for k in ("agent_id", "kind", "start", "end")}
+        self._write_audit("appointment", row["id"], "create", **detail)
+        self.changed_agents.add(row["agent_id"])
 
     async def delete_appointment(self, appointment_id: str) -> Appointment | None:
         appt = await self.get_appointment(appointment_id, include_deleted=True)
@@ -404,7 +461,7 @@ class SqliteTx(_Queries, Tx):
         if old is None:
             return
         await self._run("DELETE FROM appointments WHERE id = ?", (appointment_id,))
-        await self._write_audit("appointment", appointment_id, "purge")
+        self._write_audit("appointment", appointment_id, "purge")
         if not old["deleted"]:
             # Purging a tombstone only forgets what sync already carried out; purging a live
             # entry removes it from the calendar.
@@ -420,9 +477,7 @@ class SqliteTx(_Queries, Tx):
                 f"approval {approval.id!r}: already exists, or its appointment"
                 f" {approval.appointment_id!r} or agent {approval.agent_id!r} is unknown"
             ) from exc
-        await self._write_audit(
-            "approval", approval.id, "create", appointment_id=approval.appointment_id
-        )
+        self._write_audit("approval", approval.id, "create", appointment_id=approval.appointment_id)
         return codec.approval_from_row(row)
 
     async def decide_approval(self, approval_id: str, approved: bool, by: str) -> Approval:
@@ -436,7 +491,7 @@ class SqliteTx(_Queries, Tx):
             "UPDATE approvals SET decided_at = ?, approved = ?, decided_by = ? WHERE id = ?",
             (now, int(approved), by, approval_id),
         )
-        await self._write_audit("approval", approval_id, "approve" if approved else "reject", by=by)
+        self._write_audit("approval", approval_id, "approve" if approved else "reject", by=by)
         approval.decided_at = codec.decode_datetime(now)
         approval.approved = approved
         approval.decided_by = by
@@ -450,7 +505,7 @@ class SqliteTx(_Queries, Tx):
             await self._run(_insert_sql("conflicts", codec.CONFLICT_COLUMNS), row)
         except sqlite3.IntegrityError as exc:
             raise ConstraintError(f"conflict {conflict.id!r}: already recorded") from exc
-        await self._write_audit(
+        self._write_audit(
             "conflict", conflict.id, "record", winner=conflict.winner, policy=conflict.policy
         )
         return codec.conflict_from_row(row)
@@ -467,30 +522,11 @@ class SqliteTx(_Queries, Tx):
         await self._require_agents(
             (r["agent_id"] for r in rows), f"sync status of {rows[0]['appointment_id']}"
         )
-        current: dict[tuple[str, str, str], sqlite3.Row | dict[str, Any]] = {}
-        for agent_id, account in sorted({(r["agent_id"], r["account"]) for r in rows}):
-            ids = [
-                r["appointment_id"]
-                for r in rows
-                if (r["agent_id"], r["account"]) == (agent_id, account)
-            ]
-            for old in await self._rows_in(
-                "SELECT * FROM sync_status WHERE agent_id = ? AND account = ?"
-                " AND appointment_id IN ({})",
-                ids,
-                (agent_id, account),
-            ):
-                current[_status_key(old)] = old
         now = self._now()
-        writes: list[dict[str, Any]] = []
         for row in rows:
-            old = current.get(_status_key(row))
-            if old is not None and codec.same_row(old, row, ignore=("updated_at",)):
-                continue
             row["updated_at"] = now
-            current[_status_key(row)] = row
-            writes.append(row)
-        await self._run_many(_STATUS_UPSERT, writes)
+        self._conn()  # refuse a finished transaction now, not silently at the next flush
+        self._statuses += rows
 
     async def delete_status(self, agent_id: str, appointment_id: str, account: str) -> None:
         await self._run(
@@ -510,18 +546,16 @@ class SqliteTx(_Queries, Tx):
 
     # audit -------------------------------------------------------------------------------
     async def audit(self, entity: str, entity_id: str, action: str, **detail: Any) -> None:
-        await self._write_audit(entity, entity_id, action, **detail)
+        self._conn()  # refuse a finished transaction now, not silently at the next flush
+        self._write_audit(entity, entity_id, action, **detail)
 
-    async def _write_audit(self, entity: str, entity_id: str, action: str, **detail: Any) -> None:
-        await self._run(_AUDIT_SQL, self._audit_row(entity, entity_id, action, detail))
+    def _write_audit(self, entity: str, entity_id: str, action: str, **detail: Any) -> None:
+        at = self._now()
+        self._audits.append((at, self.origin, entity, entity_id, action, codec.to_json(detail)))
 
 
 def _probe(file: str) -> None:
     sqlite3.connect(file).close()
-
-
-def _status_key(row: Any) -> tuple[str, str, str]:
-    return (row["agent_id"], row["account"], row["appointment_id"])
 
 
 def _appointment_action(old: Any, new: dict[str, Any]) -> str:
@@ -635,6 +669,7 @@ class SqliteStore(_Queries, Store):
                         f"{self.path}: cannot start a write transaction: {exc}"
                     ) from exc
                 yield tx
+                await tx._flush()
                 with anyio.CancelScope(shield=True):
                     await db.commit()
             except BaseException:

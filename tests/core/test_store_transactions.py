@@ -242,3 +242,33 @@ async def test_closed_store_refuses_transactions(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="not open"):
         async with store.transaction("api"):
             pass
+
+
+async def test_buffered_writes_keep_their_order(store: SqliteStore) -> None:
+    def status(appt_id: str, version: str = "v") -> SyncStatus:
+        return SyncStatus("alice", appt_id, "o365", "r", version, "h", "h")
+
+    async with store.transaction("sync:o365") as tx:
+        await tx.put_appointment(appt("a1"))
+        await tx.put_status(status("a1"))
+        await tx.purge_appointment("a1")  # takes the status row written just before
+        await tx.put_status(status("a2"))
+        await tx.delete_status("alice", "a2", "o365")
+        await tx.put_status(status("a3"))
+        await tx.put_status(status("a3", "v2"))  # the later write wins
+        await tx.put_status(SyncStatus("bob", "b1", "o365", "r", "v", "h", "h"))
+        await tx.delete_agent("bob")  # cascades over its buffered row
+    assert [
+        (s.appointment_id, s.remote_version) for s in await store.list_status("alice", "o365")
+    ] == [("a3", "v2")]
+    assert await store.list_status("bob", "o365") == []
+
+
+async def test_finished_tx_refuses_buffered_writes(store: SqliteStore) -> None:
+    async with store.transaction("api") as tx:
+        pass
+    with pytest.raises(StoreError, match="finished"):
+        await tx.put_status(SyncStatus("alice", "a1", "o365", "r", "v", "h", "h"))
+    with pytest.raises(StoreError, match="finished"):
+        await tx.audit("appointment", "a1", "note")
+    assert await store.list_status("alice", "o365") == []
