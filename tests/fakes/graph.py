@@ -561,6 +561,7 @@ class GraphFake:
     # ------------------------------------------------------------------ $batch
 
     async def _batch(self, request: web.Request) -> Reply:
+        await self._delay()  # the other half of the latency, as for any mailbox request
         payload = await _read_json(request)
         reqs = payload.get("requests") if isinstance(payload, dict) else None
         if not isinstance(reqs, list) or not reqs:

@@ -1,0 +1,258 @@
+"""Benchmark: graph365 through the real scheduler, engine and SqliteStore against the Graph fake.
+
+N agents (default 100) with M hub appointments each (default 200) on one graph365 account; the
+strict Graph fake runs in a separate process (so calhub's CPU time is calhub's alone) and adds
+a latency to every request (default 20 ms). Phases:
+
+* ``initial``: first pass of every agent: pushes every appointment in $batch requests;
+* ``echo``: the next pass reads calhub's own creates back once (delta carries no hub ids);
+* ``no_change``: nothing changed anywhere: one delta request per agent;
+* ``change_1pct``: 1 % of the appointments moved in the hub: pushed in one $batch per agent.
+
+    /tmp/venv/bin/python bench/graph_bench.py [--agents 100] [--events 200] [--latency-ms 20]
+
+Requests are counted by the fake (token requests excluded). Prints human-readable figures,
+then one JSON line per phase (format in DESIGN.md). Targets: at most 0.06 requests per pushed
+event in ``initial``; 1 request per agent in ``no_change``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import resource
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from anywhere: the bench imports calhub from the checkout
+
+from hub.config import Config, HubSettings  # noqa: E402
+from hub.metrics import Metrics  # noqa: E402
+from hub.model import Agent, Appointment, Kind  # noqa: E402
+from hub.scheduler import Scheduler  # noqa: E402
+from hub.spec import AccountConfig, ProviderRegistry  # noqa: E402
+from hub.store.sqlite import SqliteStore  # noqa: E402
+from plugins.graph365 import GraphProvider  # noqa: E402
+
+BENCH = "graph365"
+ACCOUNT = "o365"
+
+
+# --------------------------------------------------------------------------- the fake
+
+
+def serve_fake(conn: Connection, latency_ms: float, mailboxes: list[str]) -> None:
+    """Child process: the Graph fake, answering counter queries over ``conn`` until "stop"."""
+    asyncio.run(_serve(conn, latency_ms, mailboxes))
+
+
+async def _serve(conn: Connection, latency_ms: float, mailboxes: list[str]) -> None:
+    from tests.fakes.graph import GraphFake
+    from tests.fakes.tls import TestCA
+
+    ca = TestCA.create(Path(tempfile.mkdtemp(prefix="graph-bench-")))
+    async with GraphFake(ca, latency_ms=latency_ms) as fake:
+        for email in mailboxes:
+            fake.add_mailbox(email)
+        conn.send(
+            {
+                "tenant_id": fake.tenant,
+                "client_id": fake.client_id,
+                "client_secret": fake.client_secret,
+                "authority": fake.authority,
+                "base_url": fake.base_url,
+                "ca_file": str(ca.ca_file),
+            }
+        )
+        loop = asyncio.get_running_loop()
+        while (cmd := await loop.run_in_executor(None, conn.recv)) != "stop":
+            assert cmd == "counters", cmd
+            conn.send(
+                {
+                    "requests": sum(n for k, n in fake.requests.items() if k != "token"),
+                    "by_kind": dict(fake.requests),
+                    "events": sum(len(mb.events) for mb in fake.mailboxes.values()),
+                    "peak_in_flight": max(fake.peak_in_flight.values(), default=0),
+                    "without_immutable_id": fake.without_immutable_id,
+                }
+            )
+
+
+# --------------------------------------------------------------------------- phases
+
+
+@dataclass
+class Phase:
+    """One measured phase."""
+
+    phase: str
+    agents: int
+    events: int  # events the phase had to move (pushed, or listed)
+    wall_s: float
+    cpu_s: float
+    peak_rss_mb: float
+    requests: int
+    changed: int  # events pushed in this phase
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "bench": BENCH,
+            "phase": self.phase,
+            "agents": self.agents,
+            "events": self.events,
+            "wall_s": round(self.wall_s, 3),
+            "cpu_s": round(self.cpu_s, 3),
+            "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "requests": self.requests,
+            "requests_per_agent": round(self.requests / self.agents, 3),
+            "requests_per_changed_event": (
+                round(self.requests / self.changed, 4) if self.changed else None
+            ),
+            "events_per_s": round(self.events / self.wall_s, 1) if self.wall_s else None,
+        }
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Bench:
+    """The hub side: store, scheduler, and the pipe to the fake's counters."""
+
+    def __init__(self, conn: Connection, store: SqliteStore, agents: int, events: int) -> None:
+        self.conn, self.store, self.agents, self.events = conn, store, agents, events
+
+    def counters(self) -> dict[str, Any]:
+        self.conn.send("counters")
+        return self.conn.recv()
+
+    async def measure(
+        self, scheduler: Scheduler, phase: str, events: int, changed: int
+    ) -> tuple[Phase, dict[str, Any]]:
+        before, cpu, wall = self.counters(), _cpu(), time.perf_counter()
+        results = await scheduler.run_once()
+        wall, cpu = time.perf_counter() - wall, _cpu() - cpu
+        after = self.counters()
+        bad = {a: (r.result, r.error) for a, r in results.items() if r.result != "ok"}
+        if bad:
+            raise SystemExit(f"{phase}: passes did not end ok: {list(bad.items())[:3]}")
+        requests = after["requests"] - before["requests"]
+        return Phase(phase, self.agents, events, wall, cpu, _rss_mb(), requests, changed), after
+
+
+async def populate(store: SqliteStore, agents: int, events: int) -> list[Agent]:
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    made = []
+    async with store.transaction("api") as tx:
+        for a in range(agents):
+            agent = Agent(
+                id=f"agent{a:03d}", name=f"Agent {a}", email=f"agent{a:03d}@contoso.example",
+                account=ACCOUNT, colour="#3a87ad",
+            )  # fmt: skip
+            made.append(await tx.put_agent(agent))
+            for i in range(events):
+                start = today + timedelta(days=1 + i % 50, hours=8 + (i // 50) % 9)
+                await tx.put_appointment(
+                    Appointment(
+                        id=f"{agent.id}-{i}", agent_id=agent.id, kind=Kind.MANUAL,
+                        start=start, end=start + timedelta(minutes=45), subject=f"Visit {i}",
+                    )
+                )  # fmt: skip
+    return made
+
+
+async def move_some(store: SqliteStore, agents: list[Agent], per_agent: int) -> int:
+    moved = 0
+    async with store.transaction("api") as tx:
+        for agent in agents:
+            for i in range(per_agent):
+                appt = await store.get_appointment(f"{agent.id}-{i * 37}")
+                assert appt is not None
+                shift = timedelta(hours=1)
+                await tx.put_appointment(
+                    appt.evolve(start=appt.start + shift, end=appt.end + shift)
+                )
+                moved += 1
+    return moved
+
+
+async def run(args: argparse.Namespace, conn: Connection, options: dict[str, Any]) -> None:
+    with tempfile.TemporaryDirectory(prefix="graph-bench-db-") as tmp:
+        store = SqliteStore(Path(tmp) / "hub.db")
+        await store.open()
+        try:
+            agents = await populate(store, args.agents, args.events)
+            total = args.agents * args.events
+            registry = ProviderRegistry()
+            registry.add(GraphProvider)
+            config = Config(
+                hub=HubSettings(max_concurrent_syncs=args.concurrency),
+                accounts={ACCOUNT: AccountConfig(ACCOUNT, "graph365", options)},
+            )
+            bench = Bench(conn, store, args.agents, args.events)
+            phases: list[Phase] = []
+            async with Scheduler(store, config, registry, Metrics(), background=False) as sched:
+                phase, after = await bench.measure(sched, "initial", total, total)
+                phases.append(phase)
+                if after["events"] != total:
+                    raise SystemExit(f"initial: {after['events']} remote events, want {total}")
+                phases.append((await bench.measure(sched, "echo", total, 0))[0])
+                phases.append((await bench.measure(sched, "no_change", 0, 0))[0])
+                changes = max(1, args.events // 100)
+                moved = await move_some(store, agents, changes)
+                phase, after = await bench.measure(sched, "change_1pct", moved, moved)
+                phases.append(phase)
+        finally:
+            await store.close()
+    print(
+        f"graph365: {args.agents} agents x {args.events} events, {args.latency_ms:g} ms per "
+        f"request, {args.concurrency} passes at once; peak {after['peak_in_flight']} requests "
+        f"in flight per mailbox; {after['without_immutable_id']} without ImmutableId"
+    )
+    for p in phases:
+        r = p.record()
+        print(
+            f"  {p.phase:<12} {p.wall_s:7.2f} s wall {p.cpu_s:7.2f} s cpu  {p.requests:6d} "
+            f"requests ({r['requests_per_agent']} per agent, "
+            f"{r['requests_per_changed_event']} per pushed event)"
+        )
+    for p in phases:
+        print(json.dumps(p.record()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--agents", type=int, default=100)
+    parser.add_argument("--events", type=int, default=200, help="hub appointments per agent")
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--concurrency", type=int, default=8, help="agent passes at once")
+    args = parser.parse_args()
+    mailboxes = [f"agent{a:03d}@contoso.example" for a in range(args.agents)]
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=serve_fake, args=(child, args.latency_ms, mailboxes), daemon=True)
+    proc.start()
+    try:
+        options = parent.recv()
+        asyncio.run(run(args, parent, options))
+    finally:
+        parent.send("stop")
+        proc.join(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
