@@ -126,6 +126,11 @@ class PushAction:
     hub_put: Appointment | None = None
     conflict: Conflict | None = None
     audit: tuple[str, dict[str, Any]] | None = None
+    hub_hash: str = field(init=False, default="")
+
+    def __post_init__(self) -> None:
+        # Hashed once here: the engine needs it for the creating row and the final row.
+        self.hub_hash = self.data.content_hash()
 
     @property
     def is_create(self) -> bool:

@@ -532,7 +532,7 @@ class _Pass:
 
     def _creating(self, action: PushAction) -> SyncStatus:
         start, end = _span(action.data)
-        digest = action.data.content_hash()
+        digest = action.hub_hash
         return SyncStatus(
             agent_id=self.agent.id,
             appointment_id=action.appointment_id,
@@ -594,6 +594,8 @@ class _Pass:
 
     async def _write_pushed(self, tx: Tx, action: PushAction, res: PushResult) -> None:
         remote = res.data or action.data
+        # Most providers store exactly what was sent: skip hashing the same content twice.
+        remote_hash = action.hub_hash if remote == action.data else remote.content_hash()
         start, end = _span(remote)
         if action.conflict is not None:
             await tx.add_conflict(action.conflict)
@@ -606,8 +608,8 @@ class _Pass:
                 account=self.account,
                 remote_id=res.remote_id,
                 remote_version=res.version,
-                hub_hash=action.data.content_hash(),
-                remote_hash=remote.content_hash(),
+                hub_hash=action.hub_hash,
+                remote_hash=remote_hash,
                 start=start,
                 end=end,
                 updated_at=self.now,
