@@ -208,14 +208,8 @@ class _Queries:
     async def list_conflicts(
         self, *, agent_id: str | None = None, limit: int = 100
     ) -> list[Conflict]:
-        sql = "SELECT * FROM conflicts"
-        params: list[Any] = []
-        if agent_id is not None:
-            sql += " WHERE agent_id = ?"
-            params.append(agent_id)
-        sql += " ORDER BY seq DESC LIMIT ?"
-        params.append(max(0, limit))
-        return [codec.conflict_from_row(r) for r in await self._rows(sql, params)]
+        rows = await self._newest("conflicts", "seq", "agent_id", agent_id, limit)
+        return [codec.conflict_from_row(r) for r in rows]
 
     # sync --------------------------------------------------------------------------------
     async def list_status(self, agent_id: str, account: str) -> list[SyncStatus]:
@@ -237,14 +231,16 @@ class _Queries:
     async def list_audit(
         self, *, entity_id: str | None = None, limit: int = 100
     ) -> list[AuditEntry]:
-        sql = "SELECT * FROM audit"
-        params: list[Any] = []
-        if entity_id is not None:
-            sql += " WHERE entity_id = ?"
-            params.append(entity_id)
-        sql += " ORDER BY id DESC LIMIT ?"
-        params.append(max(0, limit))
-        return [codec.audit_from_row(r) for r in await self._rows(sql, params)]
+        rows = await self._newest("audit", "id", "entity_id", entity_id, limit)
+        return [codec.audit_from_row(r) for r in rows]
+
+    async def _newest(
+        self, table: str, seq: str, column: str, value: str | None, limit: int
+    ) -> list[sqlite3.Row]:
+        """The last ``limit`` rows of a history table, newest first, optionally filtered."""
+        where = "" if value is None else f" WHERE {column} = ?"
+        params = ([] if value is None else [value]) + [max(0, limit)]
+        return await self._rows(f"SELECT * FROM {table}{where} ORDER BY {seq} DESC LIMIT ?", params)
 
 
 class SqliteTx(_Queries, Tx):
@@ -301,13 +297,11 @@ class SqliteTx(_Queries, Tx):
             rows, self._statuses = self._statuses, []
             await self._conn().executemany(_STATUS_UPSERT, rows)
 
-    async def _rows_in(
-        self, sql: str, ids: Sequence[str], prefix: Sequence[Any] = ()
-    ) -> list[sqlite3.Row]:
+    async def _rows_in(self, sql: str, ids: Sequence[str]) -> list[sqlite3.Row]:
         """Rows of ``sql`` (ending in ``IN ({})``) for ``ids``, in chunks."""
         rows: list[sqlite3.Row] = []
-        for chunk in _chunks(list(ids)):
-            rows += await self._rows(sql.format(_placeholders(len(chunk))), (*prefix, *chunk))
+        for chunk in _chunks(ids):
+            rows += await self._rows(sql.format(_placeholders(len(chunk))), chunk)
         return rows
 
     async def _require_agents(self, agent_ids: Iterable[str], what: str) -> None:
@@ -633,7 +627,14 @@ class SqliteStore(_Queries, Store):
             raise RuntimeError("close() inside a transaction of the same task")
         # Let the transaction in flight finish before the connections go.
         async with self._write_lock:
-            await self._close_connections()
+            try:
+                if self._writer is not None:
+                    with anyio.CancelScope(shield=True):
+                        # SQLite's advice for long-lived connections: refresh the planner's
+                        # statistics where they went stale (usually does nothing, quickly).
+                        await self._writer.execute("PRAGMA optimize")
+            finally:
+                await self._close_connections()
 
     async def _close_connections(self) -> None:
         reader, writer, self._reader, self._writer = self._reader, self._writer, None, None
