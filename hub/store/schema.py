@@ -195,6 +195,9 @@ async def migrate(
     latest = migrations[-1].version
     found = await user_version(db)
     _refuse_newer(found, latest, where)
+    if found == 0 and await _has_tables(db):
+        # Version 0 with tables in it: some other program's database, not a new one.
+        raise StoreError(f"{where}: not a calhub database (it has tables but no calhub schema)")
     for step in migrations:
         if step.version <= found:
             continue
@@ -216,6 +219,11 @@ async def migrate(
                 ) from exc
             raise
     return found
+
+
+async def _has_tables(db: aiosqlite.Connection) -> bool:
+    rows = list(await db.execute_fetchall("SELECT 1 FROM sqlite_master LIMIT 1"))
+    return bool(rows)
 
 
 def _refuse_newer(found: int, latest: int, where: str) -> None:

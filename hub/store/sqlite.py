@@ -591,10 +591,11 @@ class SqliteStore(_Queries, Store):
             file = str(Path(self._tempdir.name) / "calhub.db")
         try:
             self._writer = await self._connect(file)
+            # Migrate first: it refuses a database that is not ours before anything changes.
+            await migrate(self._writer, self.path)
             mode = list(await self._writer.execute_fetchall("PRAGMA journal_mode = WAL"))
             if str(mode[0][0]).lower() != "wal":
                 log.warning("%s: journal mode is %s, not WAL; readers may wait", self.path, mode)
-            await migrate(self._writer, self.path)
             self._reader = await self._connect(file)
             await self._reader.execute("PRAGMA query_only = ON")
         except BaseException as exc:
@@ -673,12 +674,14 @@ class SqliteStore(_Queries, Store):
                 await tx._flush()
                 with anyio.CancelScope(shield=True):
                     await db.commit()
-            except BaseException:
+            except BaseException as exc:
                 # Shielded so that a cancelled task still rolls back; should the wait be cut
                 # short anyway, the ROLLBACK is queued on the writer thread before anything
                 # the next transaction sends.
                 with anyio.CancelScope(shield=True):
                     await db.rollback()
+                if isinstance(exc, sqlite3.Error):  # disk full, I/O error, a stray constraint
+                    raise StoreError(f"{self.path}: write rolled back: {exc}") from exc
                 raise
             finally:
                 tx._finish()

@@ -167,3 +167,22 @@ async def test_failed_step_is_rolled_back_and_earlier_steps_kept(tmp_path: Path)
         assert await migrate(db, "m.db", fixed) == 1
         assert await migrate(db, "m.db", fixed) == 2  # nothing left to do
         assert list(await db.execute_fetchall("SELECT * FROM t")) == [(1,)]
+
+
+async def test_foreign_database_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "other-app.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE notes (body TEXT)")
+    db.execute("INSERT INTO notes VALUES ('keep me')")
+    db.commit()
+    db.close()
+
+    with pytest.raises(StoreError, match=r"other-app\.db: not a calhub database"):
+        await SqliteStore(path).open()
+    db = sqlite3.connect(path)
+    try:
+        tables = [name for (name,) in db.execute("SELECT name FROM sqlite_master")]
+        assert tables == ["notes"]
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    finally:
+        db.close()

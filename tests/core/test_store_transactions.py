@@ -272,3 +272,11 @@ async def test_finished_tx_refuses_buffered_writes(store: SqliteStore) -> None:
     with pytest.raises(StoreError, match="finished"):
         await tx.audit("appointment", "a1", "note")
     assert await store.list_status("alice", "o365") == []
+
+
+async def test_database_errors_roll_back_and_become_store_errors(store: SqliteStore) -> None:
+    with pytest.raises(StoreError, match="write rolled back: no such table"):
+        async with store.transaction("api") as tx:
+            await tx.put_appointment(appt("a1"))
+            await tx._run("INSERT INTO no_such_table VALUES (1)")
+    assert await nothing_written(store)
