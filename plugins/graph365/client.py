@@ -101,7 +101,6 @@ class GraphHttp:
         self.account = account
         self.telemetry = telemetry
         self.slots = MailboxSlots(per_mailbox)
-        self.requests = 0
         verify: ssl.SSLContext | bool = (
             ssl.create_default_context(cafile=ca_file) if ca_file else True
         )
@@ -173,7 +172,6 @@ class GraphHttp:
         status = "error"
         async with self.slots.hold(mailbox, weight):
             try:
-                self.requests += 1
                 raw: httpx.Response = await self.adapter.send_primitive_async(info, "bytes", {})
                 status = str(raw.status_code)
             except Exception as exc:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import quote
 
 from hub.spec import (
+    AccountConfig,
     CalendarRef,
     CheckItem,
     EventData,
@@ -29,6 +30,7 @@ from hub.spec import (
     PushOutcome,
     PushResult,
     RemoteEvent,
+    Telemetry,
     Window,
 )
 from plugins.graph365.batch import MAX_BATCH, BatchRequest, run_batch
@@ -71,7 +73,9 @@ class GraphProvider(Provider):
         Option("page_size", type=int, default=100, help="events per delta page"),
     )
 
-    _http: GraphHttp | None = None
+    def __init__(self, account: AccountConfig, telemetry: Telemetry | None = None) -> None:
+        super().__init__(account, telemetry)
+        self._http: GraphHttp | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -107,11 +111,6 @@ class GraphProvider(Provider):
             raise PermanentError("graph365: provider used before open()")
         return self._http
 
-    @property
-    def requests(self) -> int:
-        """HTTP requests sent so far (a $batch counts once)."""
-        return self._http.requests if self._http else 0
-
     # ------------------------------------------------------------------ contract
 
     async def fetch(self, cal: CalendarRef, window: Window, cursor: str | None) -> FetchResult:
@@ -132,7 +131,14 @@ class GraphProvider(Provider):
                     url = self.http.url(f"{path}/events/{quote(item.remote_id, safe='')}")
                     headers = {"If-Match": item.version} if item.version else {}
                     requests.append(BatchRequest("PATCH", url, event_body(item.data), headers))
-            replies = await run_batch(self.http, cal.mailbox, requests, operation="push")
+            try:
+                replies = await run_batch(self.http, cal.mailbox, requests, operation="push")
+            except ProviderError as exc:
+                if not outcomes:
+                    raise
+                # Earlier chunks went through: their results must reach the engine.
+                outcomes.extend(exc for _ in chunk)
+                continue
             for item, reply in zip(chunk, replies, strict=True):
                 if not reply.ok:
                     outcomes.append(

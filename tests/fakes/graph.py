@@ -104,6 +104,10 @@ _ROUTE = re.compile(
     r"^users/(?P<user>[^/]+)(?:/calendars/(?P<cal>[^/]+))?/"
     r"(?P<rest>calendar|calendarView|calendarView/delta|events|events/(?P<eid>[^/]+))$"
 )
+_QUERY_OPTIONS = frozenset(
+    {"$filter", "$expand", "$select", "$top", "$skip", "$orderby", "$count", "$search",
+     "$skiptoken", "$deltatoken"}
+)  # fmt: skip
 _PREFER = re.compile(r'([A-Za-z][\w.]*)\s*=\s*("[^"]*"|[^,\s]+)')
 
 
@@ -621,9 +625,9 @@ class GraphFake:
         headers = {str(k): str(v) for k, v in (r.get("headers") or {}).items()}
         if "body" in r and not any(k.lower() == "content-type" for k in headers):
             return Reply(400, _error_body("BadRequest", "Content-Type header must be specified."))
-        query = _query(split.query)
         mb = self._mailbox_of(tail)
         try:
+            query = _query(split.query)
             if mb is not None:
                 self.ops[(mb.email.lower(), "batch-item")] += 1
                 self._gate(mb)
@@ -940,7 +944,11 @@ def _path(r: dict[str, Any]) -> str:
 
 
 def _query(raw: str) -> dict[str, str]:
-    return {k: v[-1] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+    query = {k: v[-1] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+    for key in query:
+        if key.startswith("$") and key not in _QUERY_OPTIONS:
+            raise GraphError(400, "BadRequest", f"Query option '{key}' is not allowed.")
+    return query
 
 
 def _prefer(headers: Mapping[str, str]) -> dict[str, str]:

@@ -137,3 +137,25 @@ async def test_a_full_batch_stays_within_four_concurrent_requests_per_mailbox(
     assert all(isinstance(o, PushResult) for o in outcomes)
     assert fake.peak_in_flight[cal.mailbox] == 4
     assert fake.requests["batch"] == 1
+
+
+async def test_when_a_later_chunk_fails_the_earlier_results_still_come_back(
+    provider: GraphProvider, fake: GraphFake, cal: CalendarRef, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import plugins.graph365.provider as module
+
+    real = module.run_batch
+    calls = 0
+
+    async def second_call_throttled(*args: object, **kwargs: object) -> list:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise TransientError("throttled", retry_after=3)
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(module, "run_batch", second_call_throttled)
+    outcomes = await provider.push(cal, [PushItem(f"h{i}", event(i)) for i in range(25)])
+    assert all(isinstance(o, PushResult) for o in outcomes[:20])
+    assert all(isinstance(o, TransientError) and o.retry_after == 3 for o in outcomes[20:])
+    assert len(fake.events(cal.mailbox)) == 20

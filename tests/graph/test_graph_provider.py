@@ -118,3 +118,11 @@ def test_the_plugin_registers_through_the_entry_point() -> None:
     assert plugins.errors == []
     assert plugins.registry.get("graph365") is GraphProvider
     assert GraphProvider.max_batch == 20 and GraphProvider.supports_delta
+
+
+async def test_the_fake_refuses_unknown_query_options(
+    provider: GraphProvider, cal: CalendarRef
+) -> None:
+    url = provider.http.url(f"users/{cal.mailbox}/events", {"$bogus": "1"})
+    reply = await provider.http.send("GET", url, mailbox=cal.mailbox, operation="test")
+    assert reply.status == 400 and "$bogus" in reply.body["error"]["message"]
