@@ -11,7 +11,7 @@ without them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import quote
@@ -122,15 +122,7 @@ class GraphProvider(Provider):
         outcomes: list[PushOutcome] = []
         for start in range(0, len(items), MAX_BATCH):
             chunk = items[start : start + MAX_BATCH]
-            requests = []
-            for item in chunk:
-                if item.remote_id is None:
-                    url = self.http.url(f"{path}/events")
-                    requests.append(BatchRequest("POST", url, event_body(item.data, item.hub_id)))
-                else:
-                    url = self.http.url(f"{path}/events/{quote(item.remote_id, safe='')}")
-                    headers = {"If-Match": item.version} if item.version else {}
-                    requests.append(BatchRequest("PATCH", url, event_body(item.data), headers))
+            requests = [self._push_request(path, item) for item in chunk]
             try:
                 replies = await run_batch(self.http, cal.mailbox, requests, operation="push")
             except ProviderError as exc:
@@ -139,46 +131,19 @@ class GraphProvider(Provider):
                 # Earlier chunks went through: their results must reach the engine.
                 outcomes.extend(exc for _ in chunk)
                 continue
-            for item, reply in zip(chunk, replies, strict=True):
-                if not reply.ok:
-                    outcomes.append(
-                        error_for(
-                            reply.status,
-                            reply.headers,
-                            reply.body,
-                            mailbox=cal.mailbox,
-                            item=item.hub_id,
-                        )
-                    )
-                    continue
-                try:
-                    event = remote_event(reply.body)
-                except MappingError as exc:
-                    outcomes.append(PermanentError(f"graph365: {exc}", item=item.hub_id))
-                    continue
-                outcomes.append(PushResult(item.hub_id, event.remote_id, event.version, event.data))
+            outcomes.extend(
+                _push_outcome(cal, item, reply) for item, reply in zip(chunk, replies, strict=True)
+            )
         return outcomes
 
     async def delete(self, cal: CalendarRef, remote_id: str, version: str | None) -> None:
-        url = self.http.url(f"{_cal_path(cal)}/events/{quote(remote_id, safe='')}")
+        url = self.http.url(_event_path(cal, remote_id))
         headers = {"If-Match": version} if version else {}
-        reply = await self.http.send(
-            "DELETE", url, mailbox=cal.mailbox, operation="delete", headers=headers
-        )
-        if not reply.ok:
-            raise error_for(
-                reply.status, reply.headers, reply.body, mailbox=cal.mailbox, item=remote_id
-            )
+        await self._send_ok("DELETE", url, cal, "delete", headers=headers, item=remote_id)
 
     async def get(self, cal: CalendarRef, remote_id: str) -> RemoteEvent:
-        url = self.http.url(
-            f"{_cal_path(cal)}/events/{quote(remote_id, safe='')}", {"$expand": hub_id_expand()}
-        )
-        reply = await self.http.send("GET", url, mailbox=cal.mailbox, operation="get")
-        if not reply.ok:
-            raise error_for(
-                reply.status, reply.headers, reply.body, mailbox=cal.mailbox, item=remote_id
-            )
+        url = self.http.url(_event_path(cal, remote_id), {"$expand": hub_id_expand()})
+        reply = await self._send_ok("GET", url, cal, "get", item=remote_id)
         try:
             return remote_event(reply.body)
         except MappingError as exc:
@@ -187,29 +152,26 @@ class GraphProvider(Provider):
     async def find(self, cal: CalendarRef, hub_ids: Sequence[str]) -> dict[str, RemoteEvent]:
         found: dict[str, RemoteEvent] = {}
         ids = list(dict.fromkeys(hub_ids))
+        events = f"{_cal_path(cal)}/events"
         for start in range(0, len(ids), MAX_BATCH):
             chunk = ids[start : start + MAX_BATCH]
             requests = [
                 BatchRequest(
                     "GET",
                     self.http.url(
-                        f"{_cal_path(cal)}/events",
-                        {"$filter": hub_id_filter(hub_id), "$expand": hub_id_expand()},
+                        events, {"$filter": hub_id_filter(hub_id), "$expand": hub_id_expand()}
                     ),
                 )
                 for hub_id in chunk
             ]
             replies = await run_batch(self.http, cal.mailbox, requests, operation="find")
             for hub_id, reply in zip(chunk, replies, strict=True):
-                if not reply.ok:
-                    raise error_for(
-                        reply.status, reply.headers, reply.body, mailbox=cal.mailbox, item=hub_id
-                    )
+                _raise_for(reply, cal, hub_id)
                 for obj in (reply.body or {}).get("value") or ():
                     try:
                         event = remote_event(obj)
                     except MappingError:
-                        continue
+                        continue  # not readable, so not ours to link
                     if event.hub_id == hub_id:
                         found.setdefault(hub_id, event)
         return found
@@ -225,50 +187,96 @@ class GraphProvider(Provider):
             items.extend(await self._check_calendar(cal, write))
         return items
 
-    # ------------------------------------------------------------------ check steps
+    # ------------------------------------------------------------------ helpers
+
+    def _push_request(self, path: str, item: PushItem) -> BatchRequest:
+        if item.remote_id is None:
+            url = self.http.url(f"{path}/events")
+            return BatchRequest("POST", url, event_body(item.data, item.hub_id))
+        url = self.http.url(f"{path}/events/{quote(item.remote_id, safe='')}")
+        headers = {"If-Match": item.version} if item.version else {}
+        return BatchRequest("PATCH", url, event_body(item.data), headers)
+
+    async def _send_ok(
+        self,
+        method: str,
+        url: str,
+        cal: CalendarRef,
+        operation: str,
+        *,
+        body: object = None,
+        headers: dict[str, str] | None = None,
+        item: str | None = None,
+    ) -> Response:
+        reply = await self.http.send(
+            method, url, mailbox=cal.mailbox, operation=operation, body=body, headers=headers
+        )
+        return _raise_for(reply, cal, item)
 
     async def _check_calendar(self, cal: CalendarRef, write: bool) -> list[CheckItem]:
         path = _cal_path(cal)
         now = datetime.now(UTC).replace(microsecond=0)
-        who = f"{cal.agent_id} <{cal.mailbox}>"
-        calendar = path if cal.calendar else f"{path}/calendar"
-        window = {
-            "startDateTime": utc_param(now),
-            "endDateTime": utc_param(now + timedelta(days=1)),
-            "$top": "1",
-        }
+        calendar = self.http.url(path if cal.calendar else f"{path}/calendar")
+        view = self.http.url(
+            f"{path}/calendarView",
+            {
+                "startDateTime": utc_param(now),
+                "endDateTime": utc_param(now + timedelta(days=1)),
+                "$top": "1",
+            },
+        )
+        made: list[str] = []
+
+        async def create_probe() -> None:
+            probe = EventData(
+                subject="calhub probe (safe to delete)",
+                start=now + timedelta(days=365),
+                end=now + timedelta(days=365, minutes=5),
+                show_as="free",
+            )
+            url = self.http.url(f"{path}/events")
+            reply = await self._send_ok("POST", url, cal, "check", body=event_body(probe))
+            made.append(str(reply.body["id"]))
+
+        steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+            ("mailbox reachable", lambda: self._send_ok("GET", calendar, cal, "check")),
+            ("calendar readable", lambda: self._send_ok("GET", view, cal, "check")),
+        ]
+        if write:
+            steps.append(("probe event created", create_probe))
+            steps.append(("probe event deleted", lambda: self.delete(cal, made[0], None)))
         items: list[CheckItem] = []
-        try:
-            await self._checked("GET", self.http.url(calendar), cal)
-            items.append(CheckItem(f"{who}: mailbox reachable", True))
-            await self._checked("GET", self.http.url(f"{path}/calendarView", window), cal)
-            items.append(CheckItem(f"{who}: calendar readable", True))
-            if write:
-                probe = EventData(
-                    subject="calhub probe (safe to delete)",
-                    start=now + timedelta(days=365),
-                    end=now + timedelta(days=365, minutes=5),
-                    show_as="free",
-                )
-                url = self.http.url(f"{path}/events")
-                made = await self._checked("POST", url, cal, event_body(probe))
-                items.append(CheckItem(f"{who}: probe event created", True))
-                await self.delete(cal, str(made.body["id"]), None)
-                items.append(CheckItem(f"{who}: probe event deleted", True))
-        except ProviderError as exc:
-            # The first failed step ends this agent's checks: the later ones depend on it.
-            steps = ["mailbox reachable", "calendar readable", "probe event created"]
-            failed = steps[len(items)] if len(items) < len(steps) else "probe event deleted"
-            items.append(CheckItem(f"{who}: {failed}", False, exc.message))
+        for label, step in steps:
+            what = f"{cal.agent_id} <{cal.mailbox}>: {label}"
+            try:
+                await step()
+            except ProviderError as exc:
+                items.append(CheckItem(what, False, exc.message))
+                break  # the later steps depend on this one
+            items.append(CheckItem(what, True))
         return items
 
-    async def _checked(
-        self, method: str, url: str, cal: CalendarRef, body: object = None
-    ) -> Response:
-        reply = await self.http.send(method, url, mailbox=cal.mailbox, operation="check", body=body)
-        if not reply.ok:
-            raise error_for(reply.status, reply.headers, reply.body, mailbox=cal.mailbox)
-        return reply
+
+def _push_outcome(cal: CalendarRef, item: PushItem, reply: Response) -> PushOutcome:
+    if not reply.ok:
+        return error_for(
+            reply.status, reply.headers, reply.body, mailbox=cal.mailbox, item=item.hub_id
+        )
+    try:
+        event = remote_event(reply.body)
+    except MappingError as exc:
+        return PermanentError(f"graph365: {exc}", item=item.hub_id)
+    return PushResult(item.hub_id, event.remote_id, event.version, event.data)
+
+
+def _raise_for(reply: Response, cal: CalendarRef, item: str | None = None) -> Response:
+    if not reply.ok:
+        raise error_for(reply.status, reply.headers, reply.body, mailbox=cal.mailbox, item=item)
+    return reply
+
+
+def _event_path(cal: CalendarRef, remote_id: str) -> str:
+    return f"{_cal_path(cal)}/events/{quote(remote_id, safe='')}"
 
 
 def _cal_path(cal: CalendarRef) -> str:
