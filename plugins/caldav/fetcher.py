@@ -14,8 +14,10 @@ with its reason, the rest of the calendar still syncs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta, tzinfo
+
+import anyio
 
 from hub.spec import (
     CursorInvalid,
@@ -33,6 +35,7 @@ from plugins.caldav.errors import raise_for
 from plugins.caldav.ical import (
     OCCURRENCE_SEP,
     IcalError,
+    Resource,
     occurrence_time,
     read_resource,
 )
@@ -64,6 +67,9 @@ class Fetcher:
     def __init__(self, client: DavClient, zone: tzinfo) -> None:
         self._client = client
         self._zone = zone
+        # icalendar parsing is CPU-bound pure Python (about half a second per 1,000 events):
+        # it runs in a worker thread so other agents' requests keep flowing on the loop.
+        self._parsers = anyio.CapacityLimiter(2)
         self._noticed: set[str] = set()  # collections whose fallback was reported already
         # Etags of resources this provider wrote itself: the engine got them from push(), so
         # the next fetch need not download them again (one request, not two, after a write).
@@ -184,8 +190,8 @@ class Fetcher:
             cursor = Cursor("etag", collection.url, window)
             cursor.etags = await self.etag_listing(collection)
             self._notice(collection, result)
-        for r in await self.query(collection, window.start, window.end, data=True):
-            self._take(r, window, cursor, result, incremental=False)
+        found = await self.query(collection, window.start, window.end, data=True)
+        await self._take_all(found, window, cursor, result, incremental=False)
         result.cursor = cursor.encode()
         return result
 
@@ -218,11 +224,13 @@ class Fetcher:
         for path in sorted(deleted):
             self._deleted(path, cursor, result)
         if changed:
+            found = []
             for r in await self.multiget(collection, changed):
                 if r.status == 404 or tag(CALDAV, "calendar-data") not in r.props:
                     self._deleted(r.href, cursor, result)  # gone between listing and multiget
                 else:
-                    self._take(r, window, cursor, result, incremental=True)
+                    found.append(r)
+            await self._take_all(found, window, cursor, result, incremental=True)
         _prune(cursor, window)
         result.cursor = cursor.encode()
         return result
@@ -240,6 +248,28 @@ class Fetcher:
     def _deleted(self, path: str, cursor: Cursor, result: FetchResult) -> None:
         result.deleted.append(path)
         result.deleted.extend(f"{path}{OCCURRENCE_SEP}{k}" for k in cursor.series.pop(path, []))
+
+    async def parse(self, path: str, etag: str, raw: bytes | str, window: Window) -> Resource:
+        """One resource's events, parsed in a worker thread; raises IcalError."""
+        return await anyio.to_thread.run_sync(
+            read_resource, path, etag, raw, window, self._zone, limiter=self._parsers
+        )
+
+    async def _take_all(
+        self,
+        responses: Sequence[davxml.DavResponse],
+        window: Window,
+        cursor: Cursor,
+        result: FetchResult,
+        *,
+        incremental: bool,
+    ) -> None:
+        def take_all() -> None:
+            for response in responses:
+                self._take(response, window, cursor, result, incremental=incremental)
+
+        if responses:
+            await anyio.to_thread.run_sync(take_all, limiter=self._parsers)
 
     def _take(
         self,

@@ -72,18 +72,19 @@ class CalDAVProvider(Provider):
     max_concurrency: ClassVar[int] = 4
 
     def __init__(self, account: AccountConfig, telemetry: Telemetry | None = None) -> None:
+        """Raises ValueError naming the option when the account's options are unusable."""
         super().__init__(account, telemetry)
         opts = account.options
         zone_name = str(opts.get("timezone") or "UTC")
         try:
             self.zone = ZoneInfo(zone_name)
         except (ZoneInfoNotFoundError, ValueError):
-            raise PermanentError(
+            raise ValueError(
                 f"accounts.{account.name}.timezone: unknown time zone {zone_name!r}"
             ) from None
         url = str(opts.get("url") or "")
         if not url.startswith(("http://", "https://")):
-            raise PermanentError(f"accounts.{account.name}.url: not an http(s) URL: {url!r}")
+            raise ValueError(f"accounts.{account.name}.url: not an http(s) URL: {url!r}")
         self.client = DavClient(
             url,
             Credentials(
@@ -135,7 +136,7 @@ class CalDAVProvider(Provider):
             moment = ical.occurrence_time(key)
             window = Window(moment - _OCCURRENCE_REACH, moment + _OCCURRENCE_REACH)
         try:
-            resource = ical.read_resource(path, etag, reply.body, window, self.zone)
+            resource = await self.fetcher.parse(path, etag, reply.body, window)
         except ical.IcalError as exc:
             raise PermanentError(f"{path}: {exc}", item=remote_id) from None
         for event in resource.events:
@@ -154,7 +155,7 @@ class CalDAVProvider(Provider):
                 continue
             etag = response.text(tag(DAV, "getetag")) or ""
             try:
-                resource = ical.read_resource(response.href, etag, raw, _EVERYTHING, self.zone)
+                resource = await self.fetcher.parse(response.href, etag, raw, _EVERYTHING)
             except ical.IcalError:
                 continue  # unreadable: not a resource we wrote
             if resource.hub_id == hub_id and resource.events:
@@ -169,7 +170,11 @@ class CalDAVProvider(Provider):
             content_type=XML, depth="0",
         )  # fmt: skip
         raise_for(reply.status, reply.headers, operation="PROPFIND", resource=path)
-        for response in davxml.parse_multistatus(reply.body).responses:
+        try:
+            responses = davxml.parse_multistatus(reply.body).responses
+        except davxml.XmlError as exc:
+            raise PermanentError(f"PROPFIND {path}: {exc}") from None
+        for response in responses:
             etag = response.text(tag(DAV, "getetag"))
             if etag:
                 return etag

@@ -6,7 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from hub.plugins import load_plugins
 from hub.spec import (
+    AccountConfig,
     AuthError,
     CursorInvalid,
     NotFoundError,
@@ -17,6 +19,7 @@ from hub.spec import (
 )
 from plugins.caldav.cursor import Cursor
 from plugins.caldav.errors import error_for, retry_after
+from plugins.caldav.provider import CalDAVProvider
 
 
 @pytest.mark.parametrize(
@@ -61,3 +64,24 @@ def test_cursor_round_trip() -> None:
 def test_a_foreign_or_damaged_cursor_is_invalid(text: str) -> None:
     with pytest.raises(CursorInvalid):
         Cursor.decode(text)
+
+
+@pytest.mark.parametrize(
+    ("options", "key"),
+    [
+        ({"url": "dav.example.com"}, "accounts.dav.url"),
+        ({"url": "https://dav.example.com/", "timezone": "Mars/Olympus"}, "accounts.dav.timezone"),
+    ],
+)
+def test_unusable_options_are_refused_naming_the_key(options: dict[str, str], key: str) -> None:
+    with pytest.raises(ValueError, match=key):
+        CalDAVProvider(AccountConfig("dav", "caldav", options))
+
+
+def test_the_plugin_registers_through_the_entry_point() -> None:
+    plugins = load_plugins(env={"CALHUB_PLUGINS": "caldav"})
+    assert plugins.errors == []
+    assert plugins.registry.get("caldav") is CalDAVProvider
+    keys = {o.key for o in CalDAVProvider.options}
+    assert {"url", "username", "password", "token", "ca_file", "verify_tls"} <= keys
+    assert {o.key for o in CalDAVProvider.options if o.secret} == {"password", "token"}
