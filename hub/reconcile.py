@@ -106,6 +106,15 @@ class HubAction:
     drop_status: bool = False
     conflict: Conflict | None = None
     audit: tuple[str, dict[str, Any]] | None = None
+    expect_version: int | None = None  # the hub version planned from (default: put's)
+
+    @property
+    def planned_version(self) -> int | None:
+        """The appointment version this action was planned from: the engine skips the
+        action when the appointment changed in the meantime (the next pass re-plans it)."""
+        if self.expect_version is not None:
+            return self.expect_version
+        return self.put.version if self.put is not None else None
 
 
 @dataclass(slots=True)
@@ -464,7 +473,9 @@ class _Reconciler:
                 elif inp.remote_delete is RemoteDelete.RESTORE:
                     self._create(appt, data, "restore")
                 else:
-                    self.plan.hub.append(HubAction("hub-delete", appt_id, delete=True))
+                    self.plan.hub.append(
+                        HubAction("hub-delete", appt_id, delete=True, expect_version=appt.version)
+                    )
             else:
                 self.plan.hub.append(
                     HubAction(
@@ -821,11 +832,13 @@ class _Reconciler:
         )
 
     def _conflict_id(self, appt_id: str, event: RemoteEvent | None) -> str:
+        appt = self.inp.appointments.get(appt_id)
         key = "\x00".join(
             (
                 self.inp.agent.id,
                 self.inp.account,
                 appt_id,
+                str(appt.version) if appt else "-",
                 event.version if event else "-",
                 self.inp.now.isoformat(),
             )

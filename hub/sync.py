@@ -75,6 +75,7 @@ FIND_CHUNK = 50  # hub ids per provider.find call
 MAX_NOTICES = 50  # skipped items kept in the calendar state
 IMPORT_FLAG = "import_external"  # stats key: the import setting the stored cursor was taken with
 PAIRS = "pairs"  # stats key: 1 when the status table had rows after the last pass
+WINDOW_DAY = "window_day"  # stats key: the first day of the window the cursor was taken with
 
 
 @dataclass(slots=True)
@@ -295,6 +296,10 @@ class _Pass:
             return False
         if self.import_on and not state.stats.get(IMPORT_FLAG):
             return False  # externals that passed unseen while import was off: list them all
+        if state.stats.get(WINDOW_DAY) != self.window.start.toordinal():
+            # A new day moved the window: what entered it was never reported by a delta
+            # taken over the old one (whether the provider notices or not).
+            return False
         # The status table was lost (or wiped): a full listing lets tagged events be linked.
         return bool(statuses) or not state.stats.get(PAIRS)
 
@@ -306,6 +311,7 @@ class _Pass:
         state.account = self.account
         state.calendar = self.agent.calendar
         state.stats[IMPORT_FLAG] = int(self.import_on)
+        state.stats[WINDOW_DAY] = self.window.start.toordinal()
         if plan.used_empty_override:
             state.allow_empty_once = False
         self.tally.notices.extend(fetch.notices)
@@ -403,8 +409,7 @@ class _Pass:
         for chunk in _chunks(actions, HUB_CHUNK):
             try:
                 async with self.store.transaction(self.engine.origin) as tx:
-                    for action in chunk:
-                        await self._write_hub(tx, action)
+                    written = [action for action in chunk if await self._write_hub(tx, action)]
             except Exception:
                 if len(chunk) == 1:
                     self._hub_failed(chunk[0])
@@ -413,21 +418,39 @@ class _Pass:
                 for action in chunk:
                     try:
                         async with self.store.transaction(self.engine.origin) as tx:
-                            await self._write_hub(tx, action)
+                            done = await self._write_hub(tx, action)
                     except Exception:
                         self._hub_failed(action)
                     else:
-                        self._count(action.label, action.conflict is not None)
+                        if done:
+                            self._count(action.label, action.conflict is not None)
                 continue
-            for action in chunk:
+            for action in written:
                 self._count(action.label, action.conflict is not None)
 
     def _hub_failed(self, action: HubAction) -> None:
         log.exception("sync: hub write %s of %s failed", action.label, action.appointment_id)
         self.tally.skip(action.appointment_id, f"hub write failed ({action.label})")
 
-    async def _write_hub(self, tx: Tx, action: HubAction) -> None:
+    async def _moved_on(self, tx: Tx, appt_id: str, planned: int | None) -> bool:
+        """Whether the appointment changed (API, rules) since the plan was made."""
+        if planned is None:
+            return False
+        current = await tx.get_appointment(appt_id, include_deleted=True)
+        return current is not None and current.version != planned
+
+    async def _write_hub(self, tx: Tx, action: HubAction) -> bool:
+        """Write one hub action; False when it was left for the next pass (hub changed)."""
         appt_id = action.appointment_id
+        if await self._moved_on(tx, appt_id, action.planned_version):
+            # Writing now would undo a change made during this pass. The change triggers
+            # another pass; the stale mark makes it re-read the remote side the cursor has
+            # already moved past.
+            self.tally.counts["replan"] += 1
+            status = self.statuses.get(appt_id)
+            if status is not None and status.remote_id is not None:
+                await tx.put_status(self._stale(appt_id, status.remote_id))
+            return False
         if action.conflict is not None:
             await tx.add_conflict(action.conflict)
         if action.delete:
@@ -443,6 +466,7 @@ class _Pass:
             await tx.delete_status(self.agent.id, appt_id, self.account)
         if action.audit is not None:
             await tx.audit("appointment", appt_id, action.audit[0], **action.audit[1])
+        return True
 
     def _count(self, label: str, conflict: bool) -> None:
         self.tally.counts[label] += 1
@@ -599,22 +623,28 @@ class _Pass:
         start, end = _span(remote)
         if action.conflict is not None:
             await tx.add_conflict(action.conflict)
-        if action.hub_put is not None:
-            await tx.put_appointment(action.hub_put)
-        await tx.put_status(
-            SyncStatus(
-                agent_id=self.agent.id,
-                appointment_id=action.appointment_id,
-                account=self.account,
-                remote_id=res.remote_id,
-                remote_version=res.version,
-                hub_hash=action.hub_hash,
-                remote_hash=remote_hash,
-                start=start,
-                end=end,
-                updated_at=self.now,
-            )
+        status = SyncStatus(
+            agent_id=self.agent.id,
+            appointment_id=action.appointment_id,
+            account=self.account,
+            remote_id=res.remote_id,
+            remote_version=res.version,
+            hub_hash=action.hub_hash,
+            remote_hash=remote_hash,
+            start=start,
+            end=end,
+            updated_at=self.now,
         )
+        put = action.hub_put
+        if put is not None and await self._moved_on(tx, action.appointment_id, put.version):
+            # The hub changed while the remote side was being written: neither side is the
+            # last-synced base any more, so the next pass re-reads the event and treats the
+            # pair as changed on both sides (the conflict policy decides, and it is recorded).
+            self.tally.counts["replan"] += 1
+            status = replace(status, hub_hash=None, remote_hash=None, state=STALE)
+        elif put is not None:
+            await tx.put_appointment(put)
+        await tx.put_status(status)
         if action.audit is not None:
             await tx.audit("appointment", action.appointment_id, action.audit[0], **action.audit[1])
 

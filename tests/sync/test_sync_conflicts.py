@@ -195,3 +195,46 @@ async def test_leaving_the_window_deletes_nothing(bench: Bench) -> None:
     assert len(await bench.hub()) == 2
     assert len(bench.remote()) == 2
     assert len(await bench.store.list_status("alice", "mem")) == 2
+
+
+async def test_hub_edit_made_during_a_pass_is_not_overwritten(bench: Bench) -> None:
+    appt = await bench.add(at(1), kind=Kind.MANUAL, subject="Visit")
+    await bench.sync()
+    bench.server.move(bench.cal, bench.remote_of(appt.id).remote_id, at(2), at(2, 11))
+    original = bench.store.list_appointments
+
+    async def list_then_edit(**filters):  # type: ignore[no-untyped-def]
+        listed = await original(**filters)
+        await bench.edit(appt.id, note="edited through the API meanwhile")
+        return listed
+
+    # The API edit lands after the pass read the hub side and before it writes.
+    bench.store.list_appointments = list_then_edit  # type: ignore[method-assign]
+    result = await bench.sync()
+    bench.store.list_appointments = original  # type: ignore[method-assign]
+
+    assert result.counts.get("replan") == 1 and "flow-back" not in result.counts
+    stored = await bench.get(appt.id)
+    assert stored is not None
+    assert (stored.note, stored.start) == ("edited through the API meanwhile", at(1))
+    # The next pass sees both sides changed: the policy decides, and it is recorded.
+    await bench.sync()
+    (conflict,) = await bench.store.list_conflicts()
+    assert conflict.hub["body"] == "edited through the API meanwhile"
+    assert conflict.remote["start"] == "2026-05-06T10:00:00Z"
+
+
+async def test_events_entering_the_window_on_a_new_day_are_synced(bench: Bench) -> None:
+    await bench.set_agent(import_external=True)
+    later = await bench.add(at(65))
+    bench.external("Conference", at(66))
+    await bench.sync()
+    assert len(bench.remote()) == 1  # only the external: the hub one is not in the window yet
+    assert [a.id for a in await bench.hub()] == [later.id]
+
+    bench.clock.advance(days=10)
+    result = await bench.sync()
+
+    assert result.counts == {"create": 1, "import": 1}
+    assert {e.hub_id for e in bench.remote()} == {later.id, None}
+    assert sorted(a.subject for a in await bench.hub()) == ["", "Conference"]
