@@ -188,7 +188,7 @@ def instant_key(value: datetime | date, what: str = "time") -> str:
         instant = datetime.combine(value, time(), UTC)
     else:
         raise TypeError(f"{what}: expected a datetime or a date, got {type(value).__name__}")
-    return instant.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return instant.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 # JSON ------------------------------------------------------------------------------------
