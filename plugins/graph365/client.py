@@ -48,6 +48,17 @@ from plugins.graph365.errors import error_for_exception
 from plugins.graph365.wire import PREFER, Response
 
 
+def tls_context(ca_file: str | None) -> ssl.SSLContext | bool:
+    """What httpx verifies against: the given CA bundle, or the system's (reads a file: call
+    it off the event loop)."""
+    if not ca_file:
+        return True
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise PermanentError(f"graph365: ca_file {ca_file!r} cannot be used: {exc}") from exc
+
+
 class MailboxSlots:
     """At most ``per_mailbox`` requests in flight per mailbox, from this provider."""
 
@@ -87,7 +98,7 @@ class GraphHttp:
         scope: str,
         account: str,
         telemetry: Telemetry,
-        ca_file: str | None = None,
+        verify: ssl.SSLContext | bool = True,
         per_mailbox: int = 4,
         timeout_s: float = 60.0,
     ) -> None:
@@ -101,9 +112,6 @@ class GraphHttp:
         self.account = account
         self.telemetry = telemetry
         self.slots = MailboxSlots(per_mailbox)
-        verify: ssl.SSLContext | bool = (
-            ssl.create_default_context(cafile=ca_file) if ca_file else True
-        )
         # msgraph-core wraps the client's transport in an AsyncGraphTransport that has no
         # aclose(), so closing the client leaves the pool's sockets open: calhub owns the
         # inner transport and closes it itself.

@@ -16,6 +16,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import quote
 
+import anyio
+
 from hub.spec import (
     AccountConfig,
     CalendarRef,
@@ -84,21 +86,27 @@ class GraphProvider(Provider):
             return
         try:
             from plugins.graph365.auth import build_credential, scope_for
-            from plugins.graph365.client import GraphHttp
+            from plugins.graph365.client import GraphHttp, tls_context
         except ImportError as exc:
             raise PermanentError(f"{INSTALL_HINT} ({exc.name} is missing)") from exc
         opts = self.account.options
         base_url = str(opts.get("base_url") or DEFAULT_BASE_URL)
-        credential = build_credential(opts)
-        self._http = GraphHttp(
-            base_url=base_url,
-            credential=credential,
-            scope=scope_for(base_url, opts.get("scope")),
-            account=self.account.name,
-            telemetry=self.telemetry,
-            ca_file=opts.get("ca_file"),
-            per_mailbox=self.max_concurrency,
-        )
+        # Both read files (certificate, CA bundle): off the event loop.
+        credential = await anyio.to_thread.run_sync(build_credential, opts)
+        verify = await anyio.to_thread.run_sync(tls_context, opts.get("ca_file"))
+        try:
+            self._http = GraphHttp(
+                base_url=base_url,
+                credential=credential,
+                scope=scope_for(base_url, opts.get("scope")),
+                account=self.account.name,
+                telemetry=self.telemetry,
+                verify=verify,
+                per_mailbox=self.max_concurrency,
+            )
+        except BaseException:
+            await credential.close()
+            raise
 
     async def close(self) -> None:
         if self._http is not None:

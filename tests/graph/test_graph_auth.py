@@ -104,3 +104,9 @@ async def test_missing_options_are_named(fake: GraphFake) -> None:
         await GraphProvider(account_for(fake, tenant_id="")).open()
     with pytest.raises(PermanentError, match="no credential"):
         await GraphProvider(account_for(fake, client_secret=None)).open()
+    with pytest.raises(PermanentError, match=r"ca_file '/nonexistent\.pem' cannot be used"):
+        await GraphProvider(account_for(fake, ca_file="/nonexistent.pem")).open()
+    with pytest.raises(PermanentError, match="credentials refused"):
+        await GraphProvider(
+            account_for(fake, client_secret=None, certificate_file="/no.pem")
+        ).open()
