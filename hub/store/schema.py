@@ -195,9 +195,6 @@ async def migrate(
     latest = migrations[-1].version
     found = await user_version(db)
     _refuse_newer(found, latest, where)
-    if found == 0 and await _has_tables(db):
-        # Version 0 with tables in it: some other program's database, not a new one.
-        raise StoreError(f"{where}: not a calhub database (it has tables but no calhub schema)")
     for step in migrations:
         if step.version <= found:
             continue
@@ -206,6 +203,11 @@ async def migrate(
             # Another process may have migrated between our read and our lock.
             current = await user_version(db)
             _refuse_newer(current, latest, where)
+            if current == 0 and await _has_tables(db):
+                # Version 0 with tables in it: another program's database, not a new one.
+                raise StoreError(
+                    f"{where}: not a calhub database (it has tables but no calhub schema)"
+                )
             if current < step.version:
                 for statement in step.statements:
                     await db.execute(statement)

@@ -510,6 +510,7 @@ class SqliteTx(_Queries, Tx):
 
     async def put_statuses(self, statuses: Sequence[SyncStatus]) -> None:
         """Write the rows that differ from what is stored (bar ``updated_at``)."""
+        self._conn()  # refuse a finished transaction now, not silently at the next flush
         if not statuses:
             return
         rows = [codec.status_row(s) for s in statuses]
@@ -519,7 +520,6 @@ class SqliteTx(_Queries, Tx):
         now = self._now()
         for row in rows:
             row["updated_at"] = now
-        self._conn()  # refuse a finished transaction now, not silently at the next flush
         self._statuses += rows
 
     async def delete_status(self, agent_id: str, appointment_id: str, account: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -186,3 +187,14 @@ async def test_foreign_database_is_refused_untouched(tmp_path: Path) -> None:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
     finally:
         db.close()
+
+
+async def test_two_stores_opening_a_new_file_at_once_migrate_once(tmp_path: Path) -> None:
+    path = tmp_path / "race.db"
+    stores = [SqliteStore(path) for _ in range(4)]
+    try:
+        await asyncio.gather(*(s.open() for s in stores))
+        assert [await s.schema_version() for s in stores] == [CURRENT_VERSION] * 4
+    finally:
+        for store in stores:
+            await store.close()
