@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 import trustme
 
@@ -13,8 +14,9 @@ from hub.spec import AuthError, CalendarRef, CursorInvalid, PermanentError, Wind
 from plugins.graph365 import GraphProvider
 from tests.fakes.graph import GraphFake
 from tests.fakes.tls import TestCA
-from tests.graph.conftest import account_for
+from tests.graph.conftest import MAILBOXES, account_for
 
+MAILBOX = MAILBOXES[0]
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 WINDOW = Window(NOW - timedelta(days=7), NOW + timedelta(days=60))
 
@@ -110,3 +112,18 @@ async def test_missing_options_are_named(fake: GraphFake) -> None:
         await GraphProvider(
             account_for(fake, client_secret=None, certificate_file="/no.pem")
         ).open()
+
+
+@pytest.mark.parametrize(
+    ("authorization", "message"),
+    [(None, "Access token is empty."), ("Bearer forged", "IDX14100: JWT is not well formed.")],
+)
+async def test_the_fake_refuses_a_missing_or_forged_token(
+    fake: GraphFake, ca: TestCA, authorization: str | None, message: str
+) -> None:
+    headers = {"Authorization": authorization} if authorization else {}
+    async with httpx.AsyncClient(verify=ca.client_context()) as client:
+        reply = await client.get(f"{fake.base_url}/users/{MAILBOX}/calendar", headers=headers)
+    assert reply.status_code == 401
+    error = reply.json()["error"]
+    assert (error["code"], error["message"]) == ("InvalidAuthenticationToken", message)

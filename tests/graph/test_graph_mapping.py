@@ -68,9 +68,10 @@ def test_windows_time_zone_is_understood_when_reading() -> None:
         "id": "x", "changeKey": "ck", "subject": "Call", "isAllDay": False,
         "start": {"dateTime": "2026-07-01T09:00:00.0000000", "timeZone": "Pacific Standard Time"},
         "end": {"dateTime": "2026-07-01T09:30:00.0000000", "timeZone": "Pacific Standard Time"},
-        "originalStartTimeZone": "W. Europe Standard Time",
+        "originalStartTimeZone": "W. Europe Standard Time", "seriesMasterId": "AAMkseries",
     }  # fmt: skip
     event = remote_event(obj)
+    assert event.series_id == "AAMkseries"  # an occurrence of a recurring meeting
     assert event.data.start == datetime(2026, 7, 1, 16, 0, tzinfo=UTC)  # PDT is UTC-7
     assert event.data.timezone == "Europe/Berlin"
     assert event.version == "ck"
