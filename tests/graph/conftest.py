@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -52,8 +51,3 @@ async def provider(fake: GraphFake) -> AsyncIterator[GraphProvider]:
 @pytest.fixture
 def cal() -> CalendarRef:
     return CalendarRef(agent_id="alice", mailbox=MAILBOXES[0])
-
-
-@pytest.fixture
-def tmp_ca_dir(tmp_path: Path) -> Path:
-    return tmp_path

@@ -211,8 +211,12 @@ async def test_private_owner_event_is_imported_as_busy_time_only(hub: Hub) -> No
 
 async def test_revoked_credentials_need_attention(hub: Hub) -> None:
     await hub.add(hour(1))
+    assert (await hub.sync()).result == "ok"
     hub.fake.revoke_credentials()
-    async with GraphProvider(account_for(hub.fake)) as fresh:
+    running = await hub.sync()  # the cached token dies with the secret
+    assert running.result == "needs-attention"
+    assert "InvalidAuthenticationToken" in (running.error or "")
+    async with GraphProvider(account_for(hub.fake)) as fresh:  # a restarted hub
         result = await hub.sync(provider=fresh)
     assert result.result == "needs-attention"
     assert "AADSTS7000222" in (result.error or "")
