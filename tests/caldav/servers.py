@@ -26,7 +26,26 @@ import icalendar
 
 from hub.spec import CalendarRef, EventData, as_utc
 
-USERS = {"alice": "secret-a", "bob": "secret-b", "carol": "secret-c"}
+USERS = {"alice": "secret-a", "bob": "secret-b", "carol": "secret-c", "calhub": "secret-h"}
+
+# The rights docs/caldav.md gives for a shared service account: every user owns their own
+# collections, and "calhub" reads and writes the events of alice's and bob's helpdesk calendars.
+RIGHTS = """\
+[owner]
+user: .+
+collection: {user}(/.*)?
+permissions: RrWw
+
+[calhub]
+user: calhub
+collection: (alice|bob)/helpdesk
+permissions: rw
+
+[root]
+user: .+
+collection:
+permissions: R
+"""
 
 
 def free_port() -> int:
@@ -70,9 +89,12 @@ class DavServer:
 
 @contextlib.contextmanager
 def radicale(tmp: Path) -> Iterator[DavServer]:
-    """Radicale with htpasswd (plain) users :data:`USERS`, each owning /<user>/."""
+    """Radicale with htpasswd (plain) users :data:`USERS`, each owning /<user>/, and the
+    service account rights of :data:`RIGHTS`."""
     users = tmp / "users"
     users.write_text("".join(f"{u}:{p}\n" for u, p in USERS.items()))
+    rights = tmp / "rights"
+    rights.write_text(RIGHTS)
     port = free_port()
     log = tmp / "radicale.log"
     cmd = [
@@ -83,7 +105,8 @@ def radicale(tmp: Path) -> Iterator[DavServer]:
         "--auth-htpasswd-filename", str(users),
         "--auth-htpasswd-encryption", "plain",
         "--auth-delay", "0",
-        "--rights-type", "owner_only",
+        "--rights-type", "from_file",
+        "--rights-file", str(rights),
         "--logging-level", "warning",
     ]  # fmt: skip
     with log.open("wb") as out:

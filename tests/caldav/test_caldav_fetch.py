@@ -149,3 +149,31 @@ async def test_check_reports_each_step_and_never_raises(
         items = await refused.check([cal])
     assert [(i.what, i.ok) for i in items] == [("principal", False), ("calendar alice", False)]
     assert "401" in items[0].detail
+
+
+async def test_a_shared_service_account_serves_each_agents_own_calendar(
+    radicale_server: DavServer, radicale_proxy: DavProxy
+) -> None:
+    # As docs/caldav.md describes: each agent owns /<agent>/helpdesk/, the "calhub" user may
+    # write the events there, and each agent's `calendar` key points at their collection.
+    for agent in ("alice", "bob"):
+        phone = Phone(radicale_server, agent, f"{radicale_server.url}{agent}/helpdesk/")
+        status, _, _ = await phone.send("MKCALENDAR", phone.collection_url)
+        assert status in (201, 405)  # 405: made by an earlier run of this session
+    service = replace(
+        account(radicale_proxy.url),
+        options={"url": radicale_proxy.url, "username": "calhub", "password": "secret-h"},
+    )
+    cals = [CalendarRef(a, f"{a}@example.com", f"/{a}/helpdesk/") for a in ("alice", "bob")]
+    async with CalDAVProvider(service) as provider:
+        items = await provider.check(cals, write=True)
+        assert all(i.ok for i in items if i.what != "principal"), items
+        for n, cal in enumerate(cals):
+            await provider.push_one(cal, PushItem(f"shared-{n}", EventData("x", NOW, NOW)))
+        listed = [await provider.fetch(cal, WINDOW, None) for cal in cals]
+        assert [[e.hub_id for e in r.changed if e.hub_id] for r in listed] == [
+            ["shared-0"],
+            ["shared-1"],
+        ]
+        outside = CalendarRef("carol", "", "/carol/helpdesk/")
+        assert [i.ok for i in await provider.check([outside])][-1] is False
