@@ -7,6 +7,7 @@ by writes to the store. Each test has its own calendar collection and hub databa
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -181,8 +182,9 @@ async def test_a_delete_in_the_hub_deletes_the_event_on_the_server(hub: Hub) -> 
 
 
 async def test_a_private_external_event_is_busy_time_and_its_content_is_not_stored(
-    hub: Hub,
+    hub: Hub, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     secret = "Oncology appointment Zq7x"
     await hub.phone.create_external(
         hub.agent_calendar(),
@@ -199,6 +201,8 @@ async def test_a_private_external_event_is_busy_time_and_its_content_is_not_stor
     )
     assert [a.subject for a in imported] == [PRIVATE_SUBJECT, "Team lunch"]
     assert (imported[0].note, imported[0].location) == ("", "")
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert not any(word in logged for word in ("Zq7x", "Kp3v", "W9r", "Oncology"))
     await hub.store.close()  # flush everything the store wrote
     for path in hub.db_path.parent.glob("hub.db*"):
         blob = path.read_bytes()
