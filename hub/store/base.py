@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
 from hub.model import (
     Agent,
@@ -242,7 +242,7 @@ class Store(ABC):
     ) -> list[AuditEntry]:
         """Newest first."""
 
-    async def __aenter__(self) -> Store:
+    async def __aenter__(self) -> Self:
         await self.open()
         return self
 

@@ -17,12 +17,11 @@ take a :class:`sqlite3.Row`.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, date, datetime, time
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol, overload
 
 from hub.model import (
     Agent,
@@ -38,7 +37,12 @@ from hub.model import (
     SyncStatus,
 )
 
-Row = Mapping[str, Any]
+
+class Row(Protocol):
+    """A stored row by column name: a :class:`sqlite3.Row`, or a dict about to be written."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
 
 AGENT_COLUMNS = (
     "id",
@@ -152,6 +156,10 @@ def _utc(value: datetime, what: str) -> datetime:
     return value.astimezone(UTC)
 
 
+@overload
+def encode_time(value: datetime | date, what: str = ...) -> str: ...
+@overload
+def encode_time(value: None, what: str = ...) -> None: ...
 def encode_time(value: datetime | date | None, what: str = "time") -> str | None:
     """An aware datetime as ISO UTC text with ``Z``; a date as ``YYYY-MM-DD``."""
     if value is None:
@@ -164,6 +172,10 @@ def encode_time(value: datetime | date | None, what: str = "time") -> str | None
     raise TypeError(f"{what}: expected a datetime or a date, got {type(value).__name__}")
 
 
+@overload
+def decode_time(text: str) -> datetime | date: ...
+@overload
+def decode_time(text: None) -> None: ...
 def decode_time(text: str | None) -> datetime | date | None:
     """The inverse of :func:`encode_time`."""
     if text is None:
@@ -173,7 +185,12 @@ def decode_time(text: str | None) -> datetime | date | None:
     return datetime.fromisoformat(text)
 
 
+@overload
+def decode_datetime(text: str) -> datetime: ...
+@overload
+def decode_datetime(text: None) -> None: ...
 def decode_datetime(text: str | None) -> datetime | None:
+    """An instant; a date (which :func:`encode_time` also writes) counts as midnight UTC."""
     value = decode_time(text)
     if value is None or isinstance(value, datetime):
         return value
@@ -328,8 +345,8 @@ def appointment_from_row(row: Row) -> Appointment:
         id=row["id"],
         agent_id=row["agent_id"],
         kind=Kind(row["kind"]),
-        start=decode_time(row["start"]),  # type: ignore[arg-type]  # NOT NULL column
-        end=decode_time(row["end"]),  # type: ignore[arg-type]
+        start=decode_time(row["start"]),
+        end=decode_time(row["end"]),
         subject=row["subject"],
         note=row["note"],
         location=row["location"],
@@ -350,7 +367,7 @@ def appointment_from_row(row: Row) -> Appointment:
     )
 
 
-def changed_content(old: Row, new: Row) -> list[str]:
+def changed_content(old: Row, new: Mapping[str, Any]) -> list[str]:
     """The content fields that differ between a stored row and a candidate row."""
     return [name for name in APPOINTMENT_CONTENT if old[name] != new[name]]
 
@@ -374,7 +391,7 @@ def approval_from_row(row: Row) -> Approval:
         id=row["id"],
         appointment_id=row["appointment_id"],
         agent_id=row["agent_id"],
-        created_at=decode_datetime(row["created_at"]),  # type: ignore[arg-type]  # NOT NULL
+        created_at=decode_datetime(row["created_at"]),
         decided_at=decode_datetime(row["decided_at"]),
         approved=_opt_bool(row["approved"]),
         decided_by=row["decided_by"],
@@ -443,8 +460,8 @@ def status_from_row(row: Row) -> SyncStatus:
         state=row["state"],
         external=bool(row["external"]),
         series_id=row["series_id"],
-        start=decode_time(row["start"]),  # type: ignore[arg-type]
-        end=decode_time(row["end"]),  # type: ignore[arg-type]
+        start=decode_datetime(row["start"]),
+        end=decode_datetime(row["end"]),
         updated_at=decode_datetime(row["updated_at"]),
     )
 
@@ -488,7 +505,7 @@ def calendar_state_from_row(row: Row) -> CalendarState:
 def audit_from_row(row: Row) -> AuditEntry:
     return AuditEntry(
         id=row["id"],
-        at=decode_datetime(row["at"]),  # type: ignore[arg-type]  # NOT NULL
+        at=decode_datetime(row["at"]),
         origin=row["origin"],
         entity=row["entity"],
         entity_id=row["entity_id"],
@@ -497,6 +514,6 @@ def audit_from_row(row: Row) -> AuditEntry:
     )
 
 
-def same_row(old: sqlite3.Row | Row, new: Row, *, ignore: tuple[str, ...] = ()) -> bool:
+def same_row(old: Row, new: Mapping[str, Any], *, ignore: tuple[str, ...] = ()) -> bool:
     """Whether a stored row already holds every column of ``new`` (bar ``ignore``)."""
     return all(old[name] == value for name, value in new.items() if name not in ignore)

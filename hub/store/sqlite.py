@@ -277,7 +277,7 @@ class SqliteTx(_Queries, Tx):
         self._db = None
 
     def _now(self) -> str:
-        return codec.encode_time(self._clock())  # type: ignore[return-value]  # never None
+        return codec.encode_time(self._clock(), "clock")
 
     async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         await self._write_statuses()  # a read must see them
@@ -652,7 +652,7 @@ class SqliteStore(_Queries, Store):
 
     # transactions ------------------------------------------------------------------------
     @asynccontextmanager
-    async def transaction(self, origin: str) -> AsyncIterator[Tx]:
+    async def transaction(self, origin: str) -> AsyncIterator[SqliteTx]:
         task = asyncio.current_task()
         if task is not None and task is self._tx_task:
             # The lock is not re-entrant: waiting for it here would wait forever.

@@ -47,7 +47,7 @@ def clock() -> FakeClock:
 @pytest.fixture
 async def store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[SqliteStore]:
     async with SqliteStore(tmp_path / "hub.db", clock=clock) as opened:
-        yield opened  # type: ignore[misc]
+        yield opened
 
 
 def at(hour: int, minute: int = 0, day: int = 1) -> datetime:
@@ -225,7 +225,8 @@ async def test_appointment_round_trip(alice: SqliteStore, clock: FakeClock) -> N
     got = await alice.get_appointment("a1")
     assert got == stored[0]
     assert got is not None
-    assert got.start == at(10) and got.start.tzinfo == UTC  # stored as UTC
+    assert isinstance(got.start, datetime) and got.start.tzinfo == UTC  # stored as UTC
+    assert got.start == at(10)
     assert (got.subject_override, got.body_override) == ("Edited", "Edited body")
     assert (got.version, got.origin, got.created_at) == (1, "rule", clock.now)
     day = await alice.get_appointment("a2")

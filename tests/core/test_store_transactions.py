@@ -34,7 +34,7 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
         async with opened.transaction("api") as tx:
             await tx.put_agent(Agent(id="alice", name="Alice"))
             await tx.put_agent(Agent(id="bob", name="Bob"))
-        yield opened  # type: ignore[misc]
+        yield opened
 
 
 def appt(appt_id: str, agent_id: str = "alice") -> Appointment:
