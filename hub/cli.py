@@ -24,6 +24,7 @@ from hub.config import Config, ConfigError, load_config
 from hub.metrics import Metrics
 from hub.model import Agent, PassResult
 from hub.plugins import Plugins, load_plugins
+from hub.scheduler import Scheduler
 from hub.service import configure_logging, serve, upsert_config_agents
 from hub.spec import CalendarRef, CheckItem, Option, ProviderError
 from hub.store import StoreError, open_store
@@ -149,8 +150,6 @@ async def cmd_sync(config: Config, plugins: Plugins, agent_ids: list[str] | None
         if not config.accounts:
             print("no accounts configured: nothing to sync (hub calendars and feeds need none)")
             return 0
-        from hub.scheduler import Scheduler
-
         async with Scheduler(
             store, config, plugins.registry, Metrics(), background=False
         ) as scheduler:

@@ -24,6 +24,7 @@ from hub.admin.auth import listen_is_safe, new_feed_token
 from hub.config import Config, ConfigError
 from hub.metrics import Metrics
 from hub.model import Agent
+from hub.scheduler import Scheduler
 from hub.spec import ProviderRegistry
 from hub.store import Store, open_store
 
@@ -137,8 +138,6 @@ async def serve(
             metrics = Metrics()
             scheduler = None  # no accounts: hub calendars and feeds only; /sync answers 409
             if config.accounts:
-                from hub.scheduler import Scheduler
-
                 scheduler = await stack.enter_async_context(
                     Scheduler(store, config, registry, metrics, background=True)
                 )

@@ -35,8 +35,12 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def _get(url: str, token: str | None = None) -> tuple[int, dict[str, object] | str]:
-    request = urllib.request.Request(url)
+def _get(
+    url: str, token: str | None = None, *, post: bool = False
+) -> tuple[int, dict[str, object] | str]:
+    request = urllib.request.Request(url, data=b"{}" if post else None)
+    if post:
+        request.add_header("Content-Type", "application/json")
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
@@ -63,10 +67,15 @@ database = "{tmp_path / "hub.db"}"
 listen = "127.0.0.1:0"
 token_env = "TEST_CALHUB_TOKEN"
 
+[accounts.mem]
+provider = "memory"
+state_file = "{tmp_path / "state.json"}"
+
 [[agents]]
 id = "alice"
 name = "Alice Smith"
 email = "alice@example.com"
+account = "mem"
 """,
         encoding="utf-8",
     )
@@ -105,6 +114,11 @@ def test_serve_answers_and_stops_cleanly(
     assert status == 200
     assert isinstance(feed, str)
     assert feed.startswith("BEGIN:VCALENDAR")
+    # The scheduler runs inside the service: a pass on demand reaches the memory account.
+    status, result = _get(f"{base}/agents/alice/sync", TOKEN, post=True)
+    assert status == 200, result
+    assert isinstance(result, dict)
+    assert result["result"] == "ok"
 
     process.send_signal(stop_signal)
     _, err = process.communicate(timeout=30)
