@@ -6,33 +6,18 @@ played by the fake's owner_* knobs.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
 
 import anyio
 import pytest
 
-from hub.backoff import RetryPolicy
-from hub.config import HubSettings
-from hub.model import Agent, Appointment, Kind, PassResult, Request
+from hub.model import Kind, PassResult
 from hub.spec import PRIVATE_SUBJECT, CalendarRef, PushItem, PushOutcome
-from hub.store.sqlite import SqliteStore
-from hub.sync import AgentSync
 from hub.testing.memory import SimulatedCrash
 from plugins.graph365 import GraphProvider
 from tests.fakes.graph import GraphFake
 from tests.graph.conftest import MAILBOXES, account_for
-
-ACCOUNT = "o365"
-
-
-def hour(days: int, at: int = 10) -> datetime:
-    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return today + timedelta(days=days, hours=at)
+from tests.graph.helpers import ACCOUNT, Hub, hour
 
 
 class CrashAfterPush(GraphProvider):
@@ -41,77 +26,6 @@ class CrashAfterPush(GraphProvider):
     async def push(self, cal: CalendarRef, items: Sequence[PushItem]) -> list[PushOutcome]:
         await super().push(cal, items)
         raise SimulatedCrash("killed after the remote create")
-
-
-@dataclass
-class Hub:
-    """A hub database with agents alice and bob on one graph365 account."""
-
-    store: SqliteStore
-    provider: GraphProvider
-    fake: GraphFake
-    path: Path
-    agents: dict[str, Agent]
-    settings: HubSettings = field(default_factory=HubSettings)
-    sleeps: dict[str, list[float]] = field(default_factory=dict)
-    _ids: Any = field(default_factory=lambda: itertools.count(1))
-
-    async def sync(
-        self, agent_id: str = "alice", provider: GraphProvider | None = None, **settings: Any
-    ) -> PassResult:
-        waits = self.sleeps.setdefault(agent_id, [])
-
-        async def sleep(seconds: float) -> None:
-            waits.append(seconds)
-
-        engine = AgentSync(
-            self.store, provider or self.provider, ACCOUNT, replace(self.settings, **settings),
-            sleep=sleep, retry_policy=RetryPolicy(attempts=4, base=0.5, cap=4.0),
-        )  # fmt: skip
-        return await engine.run(self.agents[agent_id])
-
-    async def add(self, start: datetime, agent_id: str = "alice", **extra: Any) -> Appointment:
-        n = next(self._ids)
-        request = Request(id=f"R{n}", subject=f"Printer {n}", customer="ACME")
-        appt = Appointment(
-            id=f"appt-{n}", agent_id=agent_id, kind=Kind.MANUAL, start=start,
-            end=start + timedelta(hours=1), subject=f"Visit {n}", request_id=request.id, **extra,
-        )  # fmt: skip
-        async with self.store.transaction("api") as tx:
-            await tx.put_request(request)
-            return await tx.put_appointment(appt)
-
-    async def hub(self, agent_id: str = "alice") -> list[Appointment]:
-        return await self.store.list_appointments(agent_id=agent_id)
-
-    def remote_hub_ids(self, agent_id: str = "alice") -> list[str]:
-        email = self.agents[agent_id].email
-        return sorted(v for ev in self.fake.events(email) for v in ev.extended.values())
-
-    def graph_requests(self, agent_id: str = "alice") -> int:
-        email = self.agents[agent_id].email.lower()
-        return sum(n for (mb, _), n in self.fake.mailbox_requests.items() if mb == email)
-
-    async def reopen(self) -> None:
-        """A restarted hub: the same database file, a new connection."""
-        await self.store.close()
-        self.store = SqliteStore(self.path)
-        await self.store.open()
-
-
-@pytest.fixture
-async def hub(tmp_path: Path, fake: GraphFake, provider: GraphProvider) -> AsyncIterator[Hub]:
-    store = SqliteStore(tmp_path / "hub.db")
-    await store.open()
-    agents = {}
-    async with store.transaction("api") as tx:
-        for agent_id, email in zip(("alice", "bob"), MAILBOXES, strict=True):
-            agents[agent_id] = await tx.put_agent(
-                Agent(id=agent_id, name=agent_id.title(), email=email, account=ACCOUNT)
-            )
-    hub = Hub(store, provider, fake, tmp_path / "hub.db", agents)
-    yield hub
-    await hub.store.close()
 
 
 async def test_first_sync_pushes_then_a_quiet_pass_costs_one_request(hub: Hub) -> None:

@@ -1,0 +1,86 @@
+"""The hub side of the graph365 end-to-end tests: a SqliteStore with agents alice and bob on
+one graph365 account, synced by the real engine (AgentSync)."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from hub.backoff import RetryPolicy
+from hub.config import HubSettings
+from hub.model import Agent, Appointment, Kind, PassResult, Request
+from hub.store.sqlite import SqliteStore
+from hub.sync import AgentSync
+from plugins.graph365 import GraphProvider
+from tests.fakes.graph import GraphFake
+
+ACCOUNT = "o365"
+
+
+def hour(days: int, at: int = 10) -> datetime:
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today + timedelta(days=days, hours=at)
+
+
+@dataclass
+class Hub:
+    """A hub database with agents alice and bob on one graph365 account."""
+
+    store: SqliteStore
+    provider: GraphProvider
+    fake: GraphFake
+    path: Path
+    agents: dict[str, Agent]
+    settings: HubSettings = field(default_factory=HubSettings)
+    sleeps: dict[str, list[float]] = field(default_factory=dict)
+    _ids: Any = field(default_factory=lambda: itertools.count(1))
+
+    async def sync(
+        self,
+        agent_id: str = "alice",
+        provider: GraphProvider | None = None,
+        *,
+        allow_empty: bool = False,
+        **settings: Any,
+    ) -> PassResult:
+        waits = self.sleeps.setdefault(agent_id, [])
+
+        async def sleep(seconds: float) -> None:
+            waits.append(seconds)
+
+        engine = AgentSync(
+            self.store, provider or self.provider, ACCOUNT, replace(self.settings, **settings),
+            sleep=sleep, retry_policy=RetryPolicy(attempts=4, base=0.5, cap=4.0),
+        )  # fmt: skip
+        return await engine.run(self.agents[agent_id], allow_empty=allow_empty)
+
+    async def add(self, start: datetime, agent_id: str = "alice", **extra: Any) -> Appointment:
+        n = next(self._ids)
+        request = Request(id=f"R{n}", subject=f"Printer {n}", customer="ACME")
+        appt = Appointment(
+            id=f"appt-{n}", agent_id=agent_id, kind=Kind.MANUAL, start=start,
+            end=start + timedelta(hours=1), subject=f"Visit {n}", request_id=request.id, **extra,
+        )  # fmt: skip
+        async with self.store.transaction("api") as tx:
+            await tx.put_request(request)
+            return await tx.put_appointment(appt)
+
+    async def hub(self, agent_id: str = "alice") -> list[Appointment]:
+        return await self.store.list_appointments(agent_id=agent_id)
+
+    def remote_hub_ids(self, agent_id: str = "alice") -> list[str]:
+        email = self.agents[agent_id].email
+        return sorted(v for ev in self.fake.events(email) for v in ev.extended.values())
+
+    def graph_requests(self, agent_id: str = "alice") -> int:
+        email = self.agents[agent_id].email.lower()
+        return sum(n for (mb, _), n in self.fake.mailbox_requests.items() if mb == email)
+
+    async def reopen(self) -> None:
+        """A restarted hub: the same database file, a new connection."""
+        await self.store.close()
+        self.store = SqliteStore(self.path)
+        await self.store.open()
