@@ -11,8 +11,9 @@ renders as an empty string.
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING
@@ -48,6 +49,7 @@ KIND_LABELS: Mapping[Kind, str] = {
 }
 
 CATEGORY = "calhub"
+_TIME_FIELDS = frozenset({"start", "end", "date", "duration_minutes"})
 _SHOW_AS: frozenset[str] = frozenset({"busy", "free", "tentative", "oof"})
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # An empty "[#]" left by a template like "[#{request_id}] ..." when there is no request.
@@ -62,7 +64,10 @@ class _Field:
 _Piece = str | _Field
 
 
-def _parse(template: str) -> tuple[list[_Piece], list[str]]:
+# A bounded memo of a pure function: a sync pass renders thousands of events with the same
+# two templates, and parsing them again each time was half the cost of rendering.
+@functools.lru_cache(maxsize=64)
+def _parse(template: str) -> tuple[tuple[_Piece, ...], tuple[str, ...]]:
     """Split a template into literal text and fields, collecting every problem.
 
     A malformed part is kept as literal text, so rendering an unchecked template still
@@ -107,7 +112,7 @@ def _parse(template: str) -> tuple[list[_Piece], list[str]]:
         i = close + 1
     if literal:
         pieces.append("".join(literal))
-    return pieces, problems
+    return tuple(pieces), tuple(problems)
 
 
 def _field_problem(inner: str) -> str | None:
@@ -131,7 +136,12 @@ def _field_problem(inner: str) -> str | None:
 
 def check_template(template: str) -> list[str]:
     """The problems of ``template`` (unknown field, unbalanced brace, unsupported syntax)."""
-    return _parse(template)[1]
+    return list(_parse(template)[1])
+
+
+def template_fields(template: str) -> frozenset[str]:
+    """The fields ``template`` uses."""
+    return frozenset(p.name for p in _parse(template)[0] if isinstance(p, _Field))
 
 
 def render_template(template: str, values: Mapping[str, str]) -> str:
@@ -172,14 +182,9 @@ def _minutes(start: datetime | date, end: datetime | date) -> int:
     return 0
 
 
-def template_values(
-    appt: Appointment, agent: Agent, request: Request | None, settings: HubSettings
+def _time_values(
+    start: datetime | date, end: datetime | date, zone: tzinfo | None
 ) -> dict[str, str]:
-    """The value of every template field for one appointment."""
-    zone = hub_zone(settings)
-    own_subject = appt.subject if appt.kind is Kind.MANUAL else ""
-    request_subject = own_subject or (request.subject if request else "") or appt.subject
-    start, end = appt.start, appt.end
     if isinstance(start, datetime):
         day = _local(start, zone).date().isoformat()
         last = _readable(end, zone)
@@ -188,6 +193,25 @@ def template_values(
         # An all-day end is exclusive; people read "until" as the last day.
         last = (end - timedelta(days=1)).isoformat() if end > start else end.isoformat()
     return {
+        "start": _readable(start, zone),
+        "end": last,
+        "date": day,
+        "duration_minutes": str(_minutes(start, end)),
+    }
+
+
+def template_values(
+    appt: Appointment,
+    agent: Agent,
+    request: Request | None,
+    settings: HubSettings,
+    fields: Collection[str] = FIELDS.keys(),
+) -> dict[str, str]:
+    """The value of the template ``fields`` (all of them by default) for one appointment;
+    the result may hold more fields than asked for."""
+    own_subject = appt.subject if appt.kind is Kind.MANUAL else ""
+    request_subject = own_subject or (request.subject if request else "") or appt.subject
+    values = {
         "request_id": appt.request_id or (request.id if request else "") or "",
         "request_subject": request_subject,
         "subject": appt.subject or request_subject,
@@ -197,11 +221,11 @@ def template_values(
         "agent_email": agent.email,
         "agent_id": agent.id,
         "kind": KIND_LABELS.get(appt.kind, str(appt.kind)),
-        "start": _readable(start, zone),
-        "end": last,
-        "date": day,
-        "duration_minutes": str(_minutes(start, end)),
     }
+    # Local times cost a zone conversion and formatting: only when a template shows them.
+    if not _TIME_FIELDS.isdisjoint(fields):
+        values.update(_time_values(appt.start, appt.end, hub_zone(settings)))
+    return values
 
 
 def _show_as(value: str) -> ShowAs:
@@ -227,7 +251,16 @@ def render_event(
             private=appt.private,
             show_as=_show_as(appt.show_as),
         )
-    values = template_values(appt, agent, request, settings)
+    templates = [
+        template
+        for template, override in (
+            (settings.subject_template, appt.subject_override),
+            (settings.body_template, appt.body_override),
+        )
+        if override is None
+    ]
+    used = frozenset().union(*(template_fields(t) for t in templates))
+    values = template_values(appt, agent, request, settings, used)
     if appt.subject_override is not None:
         subject = appt.subject_override
     else:
