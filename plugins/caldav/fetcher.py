@@ -83,8 +83,9 @@ class Fetcher:
         reply = await self._client.request(
             method, url, operation=operation, body=body, content_type=XML, depth=depth
         )
-        raise_for(reply.status, reply.headers, operation=operation, resource=url)
-        return _parse(reply.body, operation, url)
+        label = method if method != "REPORT" else f"REPORT {operation.partition(':')[2]}"
+        raise_for(reply.status, reply.headers, operation=label, resource=url)
+        return _parse(reply.body, label, url)
 
     async def collection_props(self, collection: Collection) -> davxml.DavResponse:
         """PROPFIND depth 0 of the collection; raises NotFoundError when it does not exist."""
