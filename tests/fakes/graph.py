@@ -31,7 +31,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -272,7 +272,7 @@ class GraphFake:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.ca.server_context())
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = self._runner.addresses[0][1]
 
     async def close(self) -> None:
         if self._runner is not None:
@@ -811,8 +811,7 @@ class GraphFake:
             )
         page, rest = state.pending[:size], state.pending[size:]
         link = f"{self.link_base or self.url}/v1.0/users/{mb.email}/calendarView/delta"
-        nxt = _SyncState(state.mailbox, state.start, state.end, state.seq, state.known,
-                         state.generation, rest)  # fmt: skip
+        nxt = replace(state, pending=rest)
         token = secrets.token_urlsafe(12)
         self._states[token] = nxt
         body: dict[str, Any] = {"value": page}
@@ -842,10 +841,7 @@ class GraphFake:
             elif eid in known:
                 items.append({"id": eid, "@removed": {"reason": "changed"}})
                 known.discard(eid)
-        return _SyncState(
-            mb.email.lower(), state.start, state.end, self._seq, frozenset(known),
-            mb.generation, items,
-        )  # fmt: skip
+        return replace(state, seq=self._seq, known=frozenset(known), pending=items)
 
     # ------------------------------------------------------------------ helpers
 
