@@ -380,8 +380,8 @@ class _Reconciler:
             rid = status.remote_id
             if status.state == CREATING or rid is None or rid in self.remote or rid in self.gone:
                 continue
-            if rid in self.bad:
-                continue
+            if rid in self.bad or (status.external and not inp.import_external):
+                continue  # unreadable, or an import about to be removed anyway
             # Follow a drag out of the window, re-read a stale version, and never trust an
             # absence from a full listing: it may be a delete or a move out of the window.
             if rid in self.left or status.state == STALE or inp.fetch.full:
