@@ -59,6 +59,18 @@ class Reply:
         return self.headers.get("ETag")
 
 
+def tls_context(ca_file: str | None, verify: bool) -> ssl.SSLContext | bool:
+    """The TLS trust of an account; raises ValueError when ``ca_file`` cannot be loaded."""
+    if not verify:
+        return False
+    if not ca_file:
+        return True
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"cannot load {ca_file!r}: {exc}") from None
+
+
 def origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}".lower()
@@ -85,16 +97,15 @@ class DavClient:
         account: str,
         telemetry: Telemetry,
         timeout: float = 30.0,
-        ca_file: str | None = None,
-        verify_tls: bool = True,
+        tls: ssl.SSLContext | bool = True,
     ) -> None:
+        """``tls``: a context from :func:`tls_context`, or True for the system's trust."""
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         self._credentials = credentials
         self._account = account
         self._telemetry = telemetry
         self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._ca_file = ca_file
-        self._verify_tls = verify_tls
+        self._tls = tls
         # Credentials go only to hosts the account URL or its discovery named (iCloud serves
         # each user's calendars from another host than the one the account points at).
         self._trusted = {origin(self.base_url)}
@@ -105,17 +116,9 @@ class DavClient:
         """Send credentials to ``url``'s origin too (a host the account's server pointed at)."""
         self._trusted.add(origin(url))
 
-    def _ssl(self) -> ssl.SSLContext | bool:
-        if not self._verify_tls:
-            return False
-        try:
-            return ssl.create_default_context(cafile=self._ca_file)
-        except (OSError, ssl.SSLError) as exc:
-            raise PermanentError(f"ca_file {self._ca_file!r} cannot be read: {exc}") from None
-
     async def open(self) -> None:
         if self._session is None:
-            connector = aiohttp.TCPConnector(ssl=self._ssl(), limit=16)
+            connector = aiohttp.TCPConnector(ssl=self._tls, limit=16)
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
 
     async def close(self) -> None:

@@ -11,6 +11,7 @@ resource found there is linked when it carries our hub id. Updates and deletes s
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar
@@ -38,7 +39,7 @@ from hub.spec import (
 )
 from plugins.caldav import davxml, ical
 from plugins.caldav.checks import run_checks
-from plugins.caldav.client import ICAL, XML, Credentials, DavClient, path_url
+from plugins.caldav.client import ICAL, XML, Credentials, DavClient, path_url, tls_context
 from plugins.caldav.cursor import Cursor
 from plugins.caldav.davxml import CALDAV, DAV, tag
 from plugins.caldav.discovery import Collection, Discovery
@@ -95,11 +96,18 @@ class CalDAVProvider(Provider):
             account=account.name,
             telemetry=self.telemetry,
             timeout=float(opts.get("timeout") or 30.0),
-            ca_file=opts.get("ca_file") or None,
-            verify_tls=bool(opts.get("verify_tls", True)),
+            tls=self._tls(account),
         )
         self.discovery = Discovery(self.client)
         self.fetcher = Fetcher(self.client, self.zone)
+
+    @staticmethod
+    def _tls(account: AccountConfig) -> ssl.SSLContext | bool:
+        opts = account.options
+        try:
+            return tls_context(opts.get("ca_file") or None, bool(opts.get("verify_tls", True)))
+        except ValueError as exc:
+            raise ValueError(f"accounts.{account.name}.ca_file: {exc}") from None
 
     async def open(self) -> None:
         await self.client.open()

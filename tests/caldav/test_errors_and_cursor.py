@@ -71,6 +71,7 @@ def test_a_foreign_or_damaged_cursor_is_invalid(text: str) -> None:
     [
         ({"url": "dav.example.com"}, "accounts.dav.url"),
         ({"url": "https://dav.example.com/", "timezone": "Mars/Olympus"}, "accounts.dav.timezone"),
+        ({"url": "https://dav.example.com/", "ca_file": "/no/such/ca.pem"}, "accounts.dav.ca_file"),
     ],
 )
 def test_unusable_options_are_refused_naming_the_key(options: dict[str, str], key: str) -> None:
