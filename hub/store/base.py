@@ -149,6 +149,9 @@ class Tx(ABC):
     async def get_approval(self, approval_id: str) -> Approval | None: ...
 
     @abstractmethod
+    async def list_approvals(self, *, pending_only: bool = True) -> list[Approval]: ...
+
+    @abstractmethod
     async def list_status(self, agent_id: str, account: str) -> list[SyncStatus]: ...
 
     @abstractmethod

@@ -601,6 +601,8 @@ async def test_tx_reads_see_own_writes_store_reads_do_not(alice: SqliteStore) ->
         assert (await tx.get_appointment("a1")) is not None
         assert [a.id for a in await tx.list_appointments(request_id="r1")] == ["a1"]
         assert (await tx.get_approval("ap1")) is not None
+        assert [a.id for a in await tx.list_approvals()] == ["ap1"]
+        assert await alice.list_approvals() == []
         # The store's reader sees the last committed state only.
         assert await alice.get_agent("bob") is None
         assert await alice.get_appointment("a1") is None
