@@ -26,7 +26,7 @@ from hub.sync import AgentSync
 from plugins.caldav.provider import CalDAVProvider
 from tests.caldav.conftest import account, cal_for
 from tests.caldav.proxy import DavProxy, Fault
-from tests.caldav.servers import Phone, phone_ical
+from tests.caldav.servers import DavServer, Phone, make_calendar, phone_ical
 
 ACCOUNT = "dav"
 
@@ -301,3 +301,25 @@ async def test_a_busy_server_is_retried_after_its_retry_after(
     assert 2.0 in hub.sleeps  # the engine waited what the server asked for
     events = await hub.server_events()
     assert [str(e["X-CALHUB-ID"]) for e in events.values()] == [appt.id]
+
+
+async def test_the_same_round_trip_against_xandikos(
+    tmp_path: Path, xandikos_server: DavServer
+) -> None:
+    collection = await make_calendar(xandikos_server, "alice")
+    phone = Phone(xandikos_server, "alice", collection)
+    h = await make_hub(tmp_path, xandikos_server.url, phone)
+    try:
+        appt = await h.add(hour(1), "Replace toner")
+        await h.sync()
+        (status,) = await h.store.list_status("alice", ACCOUNT)
+        assert status.remote_id is not None
+        await phone.edit(h.agent_calendar(), status.remote_id, EventData("x", hour(2), hour(3)))
+        await h.sync()
+        assert (await h.appointments())[appt.id].start == hour(2)
+        await phone.delete(h.agent_calendar(), status.remote_id)
+        await h.sync()
+        assert appt.id not in await h.appointments()
+    finally:
+        await h.provider.close()
+        await h.store.close()
