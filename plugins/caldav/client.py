@@ -87,7 +87,7 @@ def path_url(base: str, path: str) -> str:
 
 
 class DavClient:
-    """WebDAV requests for one account; ``requests`` counts what was sent (tests, benchmark)."""
+    """WebDAV requests for one account, over one aiohttp session (opened lazily)."""
 
     def __init__(
         self,
@@ -110,7 +110,6 @@ class DavClient:
         # each user's calendars from another host than the one the account points at).
         self._trusted = {origin(self.base_url)}
         self._session: aiohttp.ClientSession | None = None
-        self.requests = 0
 
     def trust(self, url: str) -> None:
         """Send credentials to ``url``'s origin too (a host the account's server pointed at)."""
@@ -169,7 +168,6 @@ class DavClient:
         operation: str,
     ) -> Reply:
         assert self._session is not None
-        self.requests += 1
         started = time.monotonic()
         status = "error"
         try:
