@@ -7,6 +7,8 @@ from zoneinfo import ZoneInfo
 
 import icalendar
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hub.spec import PRIVATE_SUBJECT, EventData, Window
 from plugins.caldav import ical
@@ -232,3 +234,44 @@ def test_colours() -> None:
     assert to_hex("#ABC") == "#aabbcc"
     assert to_hex("no-such-colour") is None
     assert nearest_name("#ff0001") == "red"
+
+
+_TEXT = st.text(
+    st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\r"), max_size=40
+)
+_ZONES = st.sampled_from([None, "UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata"])
+
+
+@st.composite
+def event_data(draw: st.DrawFn) -> EventData:
+    all_day = draw(st.booleans())
+    if all_day:
+        first = draw(st.dates(date(2026, 11, 2), date(2026, 12, 25)))
+        start, end = first, first + timedelta(days=draw(st.integers(1, 5)))
+    else:
+        moment = draw(
+            st.datetimes(datetime(2026, 11, 2), datetime(2026, 12, 25), timezones=st.just(UTC))
+        ).replace(microsecond=0)
+        start, end = moment, moment + timedelta(minutes=draw(st.integers(0, 600)))
+    return EventData(
+        subject=draw(_TEXT),
+        start=start,
+        end=end,
+        body=draw(_TEXT),
+        location=draw(_TEXT),
+        private=draw(st.booleans()),
+        show_as=draw(st.sampled_from(["busy", "free", "tentative", "oof"])),
+        reminder_minutes=draw(st.none() | st.integers(0, 10_000)),
+        categories=tuple(draw(st.lists(_TEXT.filter(str.strip), max_size=3, unique=True))),
+        colour=draw(st.none() | st.from_regex(r"#[0-9a-f]{6}", fullmatch=True)),
+        timezone=None if all_day else draw(_ZONES),
+    )
+
+
+@settings(max_examples=50, deadline=None)
+@given(event_data())
+def test_any_hub_event_round_trips_through_icalendar(data: EventData) -> None:
+    raw = ical.to_ical(data, "prop-1")
+    (event,) = ical.read_resource("/c/p.ics", "e", raw, WINDOW, UTCZ).events
+    assert event.hub_id == "prop-1"
+    assert event.data.canonical() == data.canonical()
