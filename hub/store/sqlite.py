@@ -548,6 +548,11 @@ class SqliteTx(_Queries, Tx):
         self._audits.append((at, self.origin, entity, entity_id, action, codec.to_json(detail)))
 
 
+async def _pragma(db: aiosqlite.Connection, pragma: str) -> str:
+    rows = await db.execute_fetchall(f"PRAGMA {pragma}")
+    return str(next(iter(rows))[0])
+
+
 def _probe(file: str) -> None:
     sqlite3.connect(file).close()
 
@@ -583,8 +588,11 @@ class SqliteStore(_Queries, Store):
 
     # lifecycle ---------------------------------------------------------------------------
     async def open(self) -> None:
-        if self._writer is not None:
-            return
+        async with self._write_lock:  # two concurrent opens must not both connect
+            if self._writer is None:
+                await self._open()
+
+    async def _open(self) -> None:
         file = self.path
         if file == ":memory:":
             self._tempdir = tempfile.TemporaryDirectory(prefix="calhub-")
@@ -593,9 +601,7 @@ class SqliteStore(_Queries, Store):
             self._writer = await self._connect(file)
             # Migrate first: it refuses a database that is not ours before anything changes.
             await migrate(self._writer, self.path)
-            mode = list(await self._writer.execute_fetchall("PRAGMA journal_mode = WAL"))
-            if str(mode[0][0]).lower() != "wal":
-                log.warning("%s: journal mode is %s, not WAL; readers may wait", self.path, mode)
+            await self._use_wal(self._writer)
             self._reader = await self._connect(file)
             await self._reader.execute("PRAGMA query_only = ON")
         except BaseException as exc:
@@ -603,6 +609,25 @@ class SqliteStore(_Queries, Store):
             if isinstance(exc, sqlite3.Error):
                 raise StoreError(f"{self.path}: cannot open the database: {exc}") from exc
             raise
+
+    async def _use_wal(self, db: aiosqlite.Connection) -> None:
+        # WAL is a property of the file: set once, it stays. Switching needs an exclusive
+        # lock, and SQLite may refuse it at once, without the busy handler, while another
+        # connection is opening the same file (two processes starting together): retry for
+        # as long as busy_timeout would have waited.
+        deadline = anyio.current_time() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                mode = await _pragma(db, "journal_mode")
+                if mode.lower() != "wal":
+                    mode = await _pragma(db, "journal_mode = WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or anyio.current_time() > deadline:
+                    raise
+                await anyio.sleep(0.02)
+        if mode.lower() != "wal":
+            log.warning("%s: journal mode is %s, not WAL; readers may wait", self.path, mode)
 
     async def _connect(self, file: str) -> aiosqlite.Connection:
         # A failed aiosqlite.connect() leaves its worker thread to stop on its own, which then
