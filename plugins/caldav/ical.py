@@ -76,7 +76,9 @@ def to_ical(data: EventData, hub_id: str, *, stamp: datetime | None = None) -> b
     cal.add("PRODID", PRODID)
     event = icalendar.Event()
     event.add("UID", uid_for(hub_id))
-    event.add("DTSTAMP", (stamp or datetime.now(UTC)).astimezone(UTC))
+    stamp = (stamp or datetime.now(UTC)).astimezone(UTC)
+    event.add("DTSTAMP", stamp)
+    event.add("LAST-MODIFIED", stamp)
     event.add(HUB_PROP, hub_id)
     if data.all_day:
         event.add("DTSTART", data.start)
@@ -196,7 +198,8 @@ def read_resource(
         master = next((e for e in vevents if "RECURRENCE-ID" not in e), vevents[0])
         data = event_data(master, zone, hub_owned=hub_id is not None)
         if window.overlaps(data.start, data.end):
-            result.events.append(RemoteEvent(href, etag, data, hub_id=hub_id))
+            modified = last_modified(master)
+            result.events.append(RemoteEvent(href, etag, data, hub_id=hub_id, modified=modified))
         else:
             result.outside.append(href)
         return result
@@ -216,6 +219,19 @@ def read_resource(
         remote_id = f"{href}{OCCURRENCE_SEP}{occurrence_key(moment, zone)}"
         result.events.append(RemoteEvent(remote_id, etag, data, series_id=href))
     return result
+
+
+def last_modified(component: Any) -> datetime | None:
+    """When the event was last changed (LAST-MODIFIED, else DTSTAMP), for the ``newest``
+    conflict policy; None when neither is a readable UTC or zoned time."""
+    for key in ("LAST-MODIFIED", "DTSTAMP"):
+        try:
+            value = component.decoded(key) if key in component else None
+        except (ValueError, KeyError, TypeError):
+            continue
+        if isinstance(value, datetime) and value.tzinfo is not None:
+            return value.astimezone(UTC)
+    return None
 
 
 def _naive_in(moment: datetime, zone: tzinfo) -> datetime:

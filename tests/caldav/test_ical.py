@@ -15,6 +15,7 @@ from plugins.caldav import ical
 from plugins.caldav.colours import nearest_name, to_hex
 
 UTCZ = ZoneInfo("UTC")
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 WINDOW = Window(datetime(2026, 11, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC))
 
 
@@ -62,6 +63,25 @@ def test_show_as_is_written_as_clients_read_it(show_as: str, marker: bytes) -> N
     raw = ical.to_ical(data, "h")
     assert marker in raw
     assert ical.read_resource("/c/h.ics", "e", raw, WINDOW, UTCZ).events[0].data.show_as == show_as
+
+
+def test_the_change_time_comes_from_last_modified_or_dtstamp() -> None:
+    raw = vcal(
+        "BEGIN:VEVENT",
+        "UID:m",
+        "DTSTAMP:20261120T080000Z",
+        "LAST-MODIFIED:20261121T093000Z",
+        "DTSTART:20261201T090000Z",
+        "SUMMARY:x",
+        "END:VEVENT",
+    )
+    (event,) = ical.read_resource("/c/m.ics", "e", raw, WINDOW, UTCZ).events
+    assert event.modified == datetime(2026, 11, 21, 9, 30, tzinfo=UTC)
+    raw = raw.replace(b"LAST-MODIFIED:20261121T093000Z\r\n", b"")
+    (event,) = ical.read_resource("/c/m.ics", "e", raw, WINDOW, UTCZ).events
+    assert event.modified == datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+    written = ical.to_ical(EventData("x", date(2026, 12, 1), date(2026, 12, 2)), "h", stamp=NOW)
+    assert ical.read_resource("/c/h.ics", "e", written, WINDOW, UTCZ).events[0].modified == NOW
 
 
 def test_floating_times_are_read_in_the_accounts_zone() -> None:
