@@ -20,7 +20,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, date, datetime, time
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any, Protocol, overload
 
 from hub.model import (
@@ -231,6 +231,14 @@ def from_json(text: str | None, empty: Any) -> Any:
     return empty if text is None else json.loads(text)
 
 
+def _enum(kind: type[StrEnum], value: Any, what: str) -> str:
+    try:
+        return kind(value).value
+    except ValueError:
+        allowed = ", ".join(member.value for member in kind)
+        raise ValueError(f"{what}: {value!r} is not one of {allowed}") from None
+
+
 def _bool(value: bool | None) -> int | None:
     return None if value is None else int(bool(value))
 
@@ -248,7 +256,9 @@ def agent_row(agent: Agent) -> dict[str, Any]:
         "account": agent.account,
         "calendar": agent.calendar,
         "create_appointments": (
-            None if agent.create_appointments is None else Policy(agent.create_appointments).value
+            None
+            if agent.create_appointments is None
+            else _enum(Policy, agent.create_appointments, f"agent {agent.id}: create_appointments")
         ),
         "import_external": _bool(agent.import_external),
         "colour": agent.colour,
@@ -321,11 +331,11 @@ def appointment_row(appt: Appointment) -> dict[str, Any]:
         "location": appt.location,
         "private": int(appt.private),
         "show_as": appt.show_as,
-        "kind": Kind(appt.kind).value,
+        "kind": _enum(Kind, appt.kind, f"{what}: kind"),
         "request_id": appt.request_id,
         "group_id": appt.group_id,
         "action_id": appt.action_id,
-        "push_state": PushState(appt.push_state).value,
+        "push_state": _enum(PushState, appt.push_state, f"{what}: push_state"),
         "subject_override": appt.subject_override,
         "body_override": appt.body_override,
         "deleted": int(appt.deleted),

@@ -145,6 +145,14 @@ async def test_feed_token_shared_by_two_agents_is_refused(store: SqliteStore) ->
     assert await store.get_agent("bob") is None
 
 
+async def test_bad_agent_is_refused(store: SqliteStore) -> None:
+    bad = Agent(id="bob", name="Bob", create_appointments="sometimes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="agent bob: create_appointments: 'sometimes' is not"):
+        async with store.transaction("api") as tx:
+            await tx.put_agent(bad)
+    assert await store.list_agents() == []
+
+
 async def test_delete_agent_cascades(alice: SqliteStore) -> None:
     await add_agents(alice, "bob")
     async with alice.transaction("api") as tx:
@@ -315,6 +323,8 @@ async def test_bad_appointments_are_refused_and_nothing_is_written(alice: Sqlite
         (appt("bad", start=at(12), end=at(11)), ValueError, "end is before start"),
         (appt("bad", start=date(2026, 5, 1)), ValueError, "both"),
         (appt("bad", agent_id="ghost"), ConstraintError, "unknown agent 'ghost'"),
+        (appt("bad", kind="meeting"), ValueError, "kind: 'meeting' is not one of planned, "),
+        (appt("bad", push_state="maybe"), ValueError, "push_state: 'maybe' is not one of local"),
     ]
     for bad, error, message in cases:
         with pytest.raises(error, match=message):
