@@ -26,6 +26,7 @@ import logging
 import os
 import sqlite3
 import tempfile
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
@@ -109,11 +110,12 @@ _STATUS_UPSERT = _upsert_sql(
 _CALENDAR_STATE_UPSERT = _upsert_sql("calendar_state", codec.CALENDAR_STATE_COLUMNS, ("agent_id",))
 
 
-class _Queries:
+class _Queries(ABC):
     """The read side, shared by the store (reader connection) and a transaction (writer)."""
 
+    @abstractmethod
     def _conn(self) -> aiosqlite.Connection:
-        raise NotImplementedError
+        """The connection these reads go through."""
 
     async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         return list(await self._conn().execute_fetchall(sql, params))
