@@ -323,3 +323,35 @@ async def test_the_same_round_trip_against_xandikos(
     finally:
         await h.provider.close()
         await h.store.close()
+
+
+@pytest.mark.parametrize(
+    ("phone_edit_at", "winner"), [(timedelta(minutes=1), "remote"), (timedelta(minutes=-10), "hub")]
+)
+async def test_both_sides_edited_the_newest_edit_wins_and_the_conflict_is_recorded(
+    hub: Hub, phone_edit_at: timedelta, winner: str
+) -> None:
+    appt = await hub.add(hour(1), "Replace toner")
+    await hub.sync()
+    (status,) = await hub.store.list_status("alice", ACCOUNT)
+    assert status.remote_id is not None
+    current = (await hub.appointments())[appt.id]
+    async with hub.store.transaction("api") as tx:
+        await tx.put_appointment(current.evolve(start=hour(4), end=hour(5)))
+    # The agent moves it on the phone, a minute after the hub's edit or (a phone that was
+    # offline) ten minutes before it: LAST-MODIFIED says which edit is the newest.
+    moved = icalendar.Calendar.from_ical(
+        phone_ical(EventData("x", hour(6), hour(7)), f"{appt.id}@calhub", appt.id)
+    )
+    vevent = moved.walk("VEVENT")[0]
+    vevent["LAST-MODIFIED"] = icalendar.vDDDTypes(datetime.now(UTC) + phone_edit_at)
+    await hub.phone.put(status.remote_id.rsplit("/", 1)[1], moved.to_ical())
+
+    await hub.sync()
+
+    expected = hour(6) if winner == "remote" else hour(4)
+    assert (await hub.appointments())[appt.id].start == expected
+    (conflict,) = await hub.store.list_conflicts(agent_id="alice")
+    assert (conflict.appointment_id, conflict.winner) == (appt.id, winner)
+    event = next(iter((await hub.server_events()).values()))
+    assert event.decoded("DTSTART") == expected
