@@ -81,6 +81,7 @@ class ReconcileInput:
     remote_delete: RemoteDelete = RemoteDelete.FOLLOW
     allow_empty: bool = False
     read_only: bool = False
+    status_lost: bool = False  # the status table was lost since the last pass
     looked_up: Mapping[str, RemoteEvent | None] | None = None
     found: Mapping[str, RemoteEvent] | None = None
 
@@ -490,7 +491,8 @@ class _Reconciler:
         if rid is None:
             return
         if not alive:
-            if appt is not None and appt.deleted and remote_changed and status is not None:
+            edited = remote_changed if status is not None else self._edited_since(appt, event)
+            if appt is not None and appt.deleted and event is not None and edited:
                 assert event is not None
                 conflict = self._conflict(
                     appt,
@@ -672,6 +674,11 @@ class _Reconciler:
         if appt.id in self.handled_appt:
             return
         self.handled_appt.add(appt.id)
+        if appt.deleted and self._edited_since(appt, event):
+            # No status row to tell what changed: a remote event that differs from what the
+            # hub last had is an edit, and an edit beats the hub's delete.
+            self._owned(None, appt, event, gone=False, dirty=True)
+            return
         if appt.deleted or appt.push_state is not PushState.SYNC:
             if not inp.read_only:
                 self.plan.remote_deletes.append(
@@ -685,6 +692,13 @@ class _Reconciler:
                 )
             return
         self._owned(None, appt, event, gone=False, dirty=True, label="link")
+
+    def _edited_since(self, appt: Appointment | None, event: RemoteEvent | None) -> bool:
+        """Without a status row: does the remote event differ from the hub's rendering?"""
+        if appt is None or event is None:
+            return False
+        data = self._render(appt)
+        return data is not None and data.content_hash() != event.data.content_hash()
 
     def _unmatched_external(self, event: RemoteEvent) -> None:
         inp = self.inp
@@ -735,14 +749,36 @@ class _Reconciler:
         if appt.kind is Kind.EXTERNAL:
             if not inp.import_external:
                 self.plan.hub.append(HubAction("unimport", appt.id, delete=True))
+            elif inp.fetch.full and inp.window.overlaps(appt.start, appt.end):
+                # A full listing would have matched it by its derived id: the agent's event
+                # is gone (or moved out of the window, where the hub does not need a copy).
+                self.plan.hub.append(HubAction("hub-delete", appt.id, delete=True))
             return
         if appt.push_state is not PushState.SYNC or inp.read_only:
             return
         if not inp.window.overlaps(appt.start, appt.end):
             return
         data = self._render(appt)
-        if data is not None:
-            self._create(appt, data, "create")
+        if data is None:
+            return
+        conflict = None
+        if inp.status_lost:
+            # With the sync records gone, "never pushed" and "deleted by the agent" look the
+            # same: re-create (nothing is lost) and say so.
+            conflict = Conflict(
+                id=self._conflict_id(appt.id, None),
+                agent_id=inp.agent.id,
+                appointment_id=appt.id,
+                account=inp.account,
+                policy=inp.remote_delete.value,
+                winner="hub",
+                hub=_snapshot(data, appt),
+                remote={"missing": True},
+                detail="sync records were lost and the event was missing remotely: created "
+                "again (it may have been deleted in the agent's calendar)",
+                created_at=inp.now,
+            )
+        self._create(appt, data, "create", conflict=conflict)
 
     # -------------------------------------------------------------- builders
 

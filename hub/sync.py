@@ -261,6 +261,7 @@ class _Pass:
             remote_delete=self.settings.remote_delete,
             allow_empty=self.allow_empty or self.state.allow_empty_once,
             read_only=self.provider.read_only,
+            status_lost=not statuses and bool(self.state.stats.get(PAIRS)),
         )
         plan = reconcile(inp)
         if plan.needs_lookup and not plan.stop:

@@ -416,3 +416,29 @@ def test_read_only_provider_is_never_written() -> None:
     moved = replace(A, start=T2, end=T2 + timedelta(hours=1))
     plan = Case([moved, appt("a2")], [synced(A)], settings={"read_only": True}).plan()
     assert plan.pushes == [] and plan.remote_deletes == []
+
+
+def test_without_status_a_remote_edit_still_beats_a_hub_delete() -> None:
+    tomb = replace(A, deleted=True)
+    untouched = Case([tomb], [], FetchResult([remote_of(A)], full=True)).plan()
+    assert [d.label for d in untouched.remote_deletes] == ["remote-delete"]
+    edited = remote_of(A, start=T2, end=T2 + timedelta(hours=1))
+    plan = Case([tomb], [], FetchResult([edited], full=True)).plan()
+    assert plan.labels() == ["undelete"] and plan.remote_deletes == []
+    assert plan.conflicts()[0].winner == "edit-beats-delete"
+
+
+def test_lost_status_table_records_every_recreate_as_a_conflict() -> None:
+    plan = Case([A], [], FetchResult(full=True), {"status_lost": True}).plan()
+    assert plan.labels() == ["create"]
+    (conflict,) = plan.conflicts()
+    assert conflict.appointment_id == "a1" and conflict.remote == {"missing": True}
+    assert Case([A], [], FetchResult(full=True)).plan().conflicts() == []
+
+
+def test_import_without_status_absent_from_a_full_listing_is_removed() -> None:
+    ext_id = external_id("alice", "mem", "x1")
+    imported = Appointment(ext_id, "alice", Kind.EXTERNAL, T1, T1 + timedelta(hours=1))
+    on = {"import_external": True}
+    assert Case([imported], [], FetchResult(full=True), on).plan().labels() == ["hub-delete"]
+    assert Case([imported], [], FetchResult(full=False), on).plan().empty
