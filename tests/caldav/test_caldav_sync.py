@@ -19,7 +19,7 @@ import pytest
 
 from hub.backoff import RetryPolicy
 from hub.config import HubSettings
-from hub.model import Agent, Appointment, Kind, PassResult, Request
+from hub.model import Agent, Appointment, Kind, PassResult, RemoteDelete, Request
 from hub.spec import PRIVATE_SUBJECT, CalendarRef, EventData
 from hub.store.sqlite import SqliteStore
 from hub.sync import AgentSync
@@ -355,3 +355,18 @@ async def test_both_sides_edited_the_newest_edit_wins_and_the_conflict_is_record
     assert (conflict.appointment_id, conflict.winner) == (appt.id, winner)
     event = next(iter((await hub.server_events()).values()))
     assert event.decoded("DTSTART") == expected
+
+
+async def test_with_remote_delete_restore_a_phone_delete_is_undone(hub: Hub) -> None:
+    appt = await hub.add(hour(1), "Keep me")
+    await hub.sync()
+    (status,) = await hub.store.list_status("alice", ACCOUNT)
+    assert status.remote_id is not None
+
+    await hub.phone.delete(hub.agent_calendar(), status.remote_id)
+    await hub.sync(remote_delete=RemoteDelete.RESTORE)
+
+    assert appt.id in await hub.appointments()
+    events = await hub.server_events()
+    assert [str(e["X-CALHUB-ID"]) for e in events.values()] == [appt.id]
+    assert [status.remote_id.rsplit("/", 1)[1]] == list(events)  # the same resource name
