@@ -260,6 +260,23 @@ async def test_unchanged_put_writes_nothing(alice: SqliteStore, clock: FakeClock
     assert seen == []
 
 
+async def test_unchanged_puts_change_no_rows(alice: SqliteStore) -> None:
+    status = SyncStatus("alice", "a1", "o365", "r1", "v1", "h", "h", start=at(10), end=at(11))
+    state = CalendarState("alice", "o365", cursor="c1")
+    async with alice.transaction("sync:o365") as tx:
+        stored = await tx.put_appointment(appt("a1"))
+        await tx.put_status(status)
+        await tx.put_calendar_state(state)
+    before = alice.total_changes
+    async with alice.transaction("sync:o365") as tx:
+        await tx.put_appointment(stored)
+        await tx.put_appointments([stored])
+        await tx.put_statuses([status, status])
+        await tx.put_calendar_state(state)
+        await tx.put_agent(Agent(id="alice", name="Alice", feed_token="tok-alice"))
+    assert alice.total_changes == before
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [
