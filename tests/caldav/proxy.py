@@ -34,6 +34,7 @@ class Fault:
     status: int
     method: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    body: str = "injected"
 
 
 @dataclass
@@ -84,7 +85,7 @@ class DavProxy:
         body = await request.read()
         fault = self._fault(request.method)
         if fault is not None:
-            return web.Response(status=fault.status, headers=fault.headers, text="injected")
+            return web.Response(status=fault.status, headers=fault.headers, text=fault.body)
         if self.no_sync_collection and request.method == "REPORT" and b"sync-collection" in body:
             return web.Response(status=501, text="sync-collection is not implemented here")
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}

@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 import icalendar
 import pytest
 
-from hub.spec import CalendarRef, EventData, PushItem, Window
+from hub.spec import AuthError, CalendarRef, CursorInvalid, EventData, PushItem, Window
 from plugins.caldav.provider import CalDAVProvider
 from tests.caldav.conftest import account, cal_for
-from tests.caldav.proxy import DavProxy
+from tests.caldav.proxy import DavProxy, Fault
 from tests.caldav.servers import DavServer, Phone, make_calendar, phone_ical
 
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
@@ -177,3 +177,29 @@ async def test_a_shared_service_account_serves_each_agents_own_calendar(
         ]
         outside = CalendarRef("carol", "", "/carol/helpdesk/")
         assert [i.ok for i in await provider.check([outside])][-1] is False
+
+
+_TOKEN_REFUSED = '<?xml version="1.0"?><d:error xmlns:d="DAV:"><d:valid-sync-token/></d:error>'
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [
+        (Fault(410, method="REPORT"), CursorInvalid),
+        (Fault(409, method="REPORT", body=_TOKEN_REFUSED), CursorInvalid),
+        (Fault(403, method="REPORT", body=_TOKEN_REFUSED), CursorInvalid),
+        (Fault(403, method="REPORT"), AuthError),  # no precondition: the rights, not the token
+    ],
+)
+async def test_how_a_refused_sync_report_is_read(
+    dav: CalDAVProvider,
+    radicale_proxy: DavProxy,
+    radicale_collection: str,
+    fault: Fault,
+    error: type[Exception],
+) -> None:
+    cal = cal_for(radicale_collection)
+    first = await dav.fetch(cal, WINDOW, None)
+    radicale_proxy.faults.append(fault)
+    with pytest.raises(error):
+        await dav.fetch(cal, WINDOW, first.cursor)
