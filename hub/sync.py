@@ -540,6 +540,11 @@ class _Pass:
             # and the next pass looks the event up by hub id instead of creating it again.
             async with self.store.transaction(self.engine.origin) as tx:
                 await tx.put_statuses([self._creating(a) for a in creates])
+                # A create's conflict is recorded with the decision: after a crash the next
+                # pass links the event and would have no reason to record it again.
+                for action in creates:
+                    if action.conflict is not None:
+                        await tx.add_conflict(action.conflict)
         pending = actions
         retry_no = 0
         while pending:
@@ -632,7 +637,7 @@ class _Pass:
         # Most providers store exactly what was sent: skip hashing the same content twice.
         remote_hash = action.hub_hash if remote == action.data else remote.content_hash()
         start, end = _span(remote)
-        if action.conflict is not None:
+        if action.conflict is not None and not action.is_create:
             await tx.add_conflict(action.conflict)
         status = SyncStatus(
             agent_id=self.agent.id,
