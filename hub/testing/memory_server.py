@@ -200,7 +200,7 @@ class MemoryServer:
         self._item_faults: dict[str, list[ProviderError]] = {}
         self._revoked_all = False
         self._revoked: set[str] = set()
-        self._races: list[Callable[[], object]] = []
+        self._races: list[tuple[str | None, Callable[[], object]]] = []
         self._crash_in: int | None = None
 
     # ------------------------------------------------------------------ calendars
@@ -280,13 +280,21 @@ class MemoryServer:
 
     def crash_after_write(self, writes: int = 1) -> None:
         """After the ``writes``-th item written from now (a create, update or delete done at
-        the server), the provider raises :class:`SimulatedCrash` instead of answering."""
-        self._crash_in = writes
+        the server), the provider raises :class:`SimulatedCrash` instead of answering.
+        ``writes=0`` disarms it."""
+        self._crash_in = writes if writes > 0 else None
 
-    def race(self, edit: Callable[[], object]) -> None:
+    def race(self, edit: Callable[[], object], *, remote_id: str | None = None) -> None:
         """Run ``edit`` (typically an agent edit) just before the next write request is
-        processed: the edit lands between the engine's fetch and its write."""
-        self._races.append(edit)
+        processed, or with ``remote_id`` just before the next write of that event (an update
+        or delete): the edit lands between the engine's fetch and its write."""
+        self._races.append((remote_id, edit))
+
+    def _run_races(self, remote_id: str | None) -> None:
+        due = [edit for target, edit in self._races if target == remote_id]
+        self._races = [(target, edit) for target, edit in self._races if target != remote_id]
+        for edit in due:
+            edit()
 
     def clear_faults(self) -> None:
         """Drop every pending fault, race and crash; restore auth."""
@@ -376,9 +384,7 @@ class MemoryServer:
                     self._faults.remove(fault)
                 raise copy.copy(fault.error)
         if operation in WRITE_OPERATIONS:
-            races, self._races = self._races, []
-            for edit in races:
-                edit()
+            self._run_races(None)
 
     def handle_fetch(self, cal: CalendarRef, window: Window, cursor: str | None) -> FetchResult:
         calendar = self.calendar(cal)
@@ -417,6 +423,7 @@ class MemoryServer:
     def handle_delete(self, cal: CalendarRef, remote_id: str, version: str | None) -> bool:
         """Delete with precondition; returns whether the crash knob fired."""
         calendar = self.calendar(cal)
+        self._run_races(remote_id)
         event = self._existing(calendar, remote_id)
         if version is not None and version != event.version:
             raise PreconditionFailed(
@@ -503,6 +510,7 @@ class MemoryServer:
                 return PermanentError("; ".join(problems), item=item.hub_id), False
             event = self._insert(calendar, item.data, item.hub_id)
             return PushResult(item.hub_id, event.remote_id, event.version, event.data), True
+        self._run_races(item.remote_id)
         event = calendar.events.get(item.remote_id)
         if event is None:
             return NotFoundError(

@@ -133,6 +133,18 @@ async def test_race_makes_the_write_fail_its_precondition(
     assert server.get_event(CAL, created.remote_id).data.end == T0 + timedelta(hours=3)
 
 
+async def test_targeted_race_waits_for_a_write_of_its_event(
+    server: MemoryServer, provider: MemoryProvider
+) -> None:
+    one, two = await provider.push(CAL, [PushItem("h1", event()), PushItem("h2", event())])
+    assert isinstance(one, PushResult) and isinstance(two, PushResult)
+    server.race(lambda: server.delete(CAL, two.remote_id), remote_id=two.remote_id)
+    await provider.delete(CAL, one.remote_id, one.version)  # not its target: nothing happens
+    assert server.get_event(CAL, two.remote_id) is not None
+    with pytest.raises(NotFoundError):
+        await provider.delete(CAL, two.remote_id, two.version)
+
+
 async def test_fail_item_is_a_per_item_outcome(
     server: MemoryServer, provider: MemoryProvider
 ) -> None:
