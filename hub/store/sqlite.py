@@ -22,6 +22,7 @@ database would see two different databases.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sqlite3
@@ -556,6 +557,10 @@ async def _pragma(db: aiosqlite.Connection, pragma: str) -> str:
 
 
 def _probe(file: str) -> None:
+    # A new database is created readable by its owner only: it holds the agents' feed
+    # tokens, and SQLite gives its -wal and -shm files the same permissions.
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     sqlite3.connect(file).close()
 
 
@@ -608,6 +613,9 @@ class SqliteStore(_Queries, Store):
             await self._reader.execute("PRAGMA query_only = ON")
         except BaseException as exc:
             await self._close_connections()
+            if isinstance(exc, OSError):
+                reason = exc.strerror or str(exc)
+                raise StoreError(f"{self.path}: cannot open the database: {reason}") from exc
             if isinstance(exc, sqlite3.Error):
                 raise StoreError(f"{self.path}: cannot open the database: {exc}") from exc
             raise

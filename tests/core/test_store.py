@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -653,8 +654,19 @@ async def test_unusable_paths_give_a_clear_error(tmp_path: Path) -> None:
     ):
         await SqliteStore(junk).open()
     assert junk.read_bytes().startswith(b"this is not a database")
-    with pytest.raises(StoreError, match="cannot open the database"):
+    with pytest.raises(StoreError, match=r"dir\.db: cannot open the database: No such file"):
         await SqliteStore(tmp_path / "no" / "such" / "dir.db").open()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+async def test_new_database_is_private_to_its_owner(store: SqliteStore) -> None:
+    async with store.transaction("api") as tx:
+        await tx.put_agent(Agent(id="alice", name="Alice", feed_token="secret"))
+    assert file_modes(store.path) == {"": 0o600, "-wal": 0o600, "-shm": 0o600}
+
+
+def file_modes(path: str) -> dict[str, int]:
+    return {s: Path(path + s).stat().st_mode & 0o777 for s in ("", "-wal", "-shm")}
 
 
 async def test_pragmas(store: SqliteStore) -> None:
