@@ -3,13 +3,16 @@
 SQLite (:mod:`hub.store.sqlite`) is the embedded implementation; a second backend
 (PostgreSQL) implements the same two classes. Reads are methods of :class:`Store`; writes happen
 inside ``async with store.transaction(origin) as tx`` so that several changes (a hub-side
-change and the sync status row that records it) commit together or not at all. Every write
-adds an audit entry with the transaction's origin (``api``, ``rule``, ``approval``,
-``sync:ACCOUNT``).
+change and the sync status row that records it) commit together or not at all. Every change
+of a hub record (agent, request, appointment, approval, conflict) adds an audit entry with the
+transaction's origin (``api``, ``rule``, ``approval``, ``sync:ACCOUNT``); the sync engine's
+bookkeeping (status rows, calendar state) is not audited. A put that changes nothing writes
+nothing: a sync pass with nothing to do leaves the database as it was.
 
 After a transaction commits, listeners added with :meth:`Store.add_listener` are called with
-the origin and the ids of the agents whose calendars changed; the scheduler uses this to sync
-an agent within a second of a local change.
+the origin and the ids of the agents whose calendars changed (an appointment, or the agent
+itself, was written or deleted); the scheduler uses this to sync an agent within a second of a
+local change. No call follows a rollback, nor a commit that changed no calendar.
 """
 
 from __future__ import annotations
@@ -97,7 +100,9 @@ class Tx(ABC):
     # sync --------------------------------------------------------------------------------
     @abstractmethod
     async def put_status(self, status: SyncStatus) -> None:
-        """Insert or replace the status row of (agent_id, appointment_id, account)."""
+        """Insert or replace the status row of (agent_id, appointment_id, account); sets
+        ``updated_at`` when something other than it changed. Raises :class:`ConstraintError`
+        for an unknown agent."""
 
     @abstractmethod
     async def delete_status(self, agent_id: str, appointment_id: str, account: str) -> None: ...
@@ -174,7 +179,8 @@ class Store(ABC):
 
     @abstractmethod
     def add_listener(self, listener: ChangeListener) -> None:
-        """Call ``listener(origin, agent_ids)`` after each commit that changed appointments."""
+        """Call ``listener(origin, agent_ids)`` after each commit that changed calendars
+        (appointments, or agents); a listener's exception is logged, not raised."""
 
     @abstractmethod
     async def schema_version(self) -> int: ...
