@@ -18,7 +18,7 @@ local change. No call follows a rollback, nor a commit that changed no calendar.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Self
@@ -137,6 +137,12 @@ class Tx(ABC):
     ) -> Appointment | None: ...
 
     @abstractmethod
+    async def get_appointments(
+        self, appointment_ids: Iterable[str], *, include_deleted: bool = False
+    ) -> dict[str, Appointment]:
+        """The appointments of these ids that exist, by id (one query, not one per id)."""
+
+    @abstractmethod
     async def list_appointments(
         self,
         *,
@@ -204,6 +210,12 @@ class Store(ABC):
     async def get_appointment(
         self, appointment_id: str, *, include_deleted: bool = False
     ) -> Appointment | None: ...
+
+    @abstractmethod
+    async def get_appointments(
+        self, appointment_ids: Iterable[str], *, include_deleted: bool = False
+    ) -> dict[str, Appointment]:
+        """The appointments of these ids that exist, by id (one query, not one per id)."""
 
     @abstractmethod
     async def list_appointments(

@@ -125,6 +125,13 @@ class _Queries(ABC):
         rows = await self._rows(sql, params)
         return rows[0] if rows else None
 
+    async def _rows_in(self, sql: str, ids: Sequence[str]) -> list[sqlite3.Row]:
+        """Rows of ``sql`` for ``ids``: its ``IN ({})`` gets the ids, a chunk at a time."""
+        rows: list[sqlite3.Row] = []
+        for chunk in _chunks(ids):
+            rows += await self._rows(sql.format(_placeholders(len(chunk))), chunk)
+        return rows
+
     # agents ------------------------------------------------------------------------------
     async def get_agent(self, agent_id: str) -> Agent | None:
         row = await self._one("SELECT * FROM agents WHERE id = ?", (agent_id,))
@@ -155,6 +162,15 @@ class _Queries(ABC):
             sql += " AND deleted = 0"
         row = await self._one(sql, (appointment_id,))
         return None if row is None else codec.appointment_from_row(row)
+
+    async def get_appointments(
+        self, appointment_ids: Iterable[str], *, include_deleted: bool = False
+    ) -> dict[str, Appointment]:
+        sql = "SELECT * FROM appointments WHERE id IN ({})"
+        if not include_deleted:
+            sql += " AND deleted = 0"
+        rows = await self._rows_in(sql, sorted(set(appointment_ids)))
+        return {r["id"]: codec.appointment_from_row(r) for r in rows}
 
     async def list_appointments(
         self,
@@ -250,9 +266,10 @@ class SqliteTx(_Queries, Tx):
     """One write transaction on the writer connection; valid only inside its ``async with``.
 
     Every call into aiosqlite is a round trip to its thread, and those dominate a sync pass:
-    so audit and sync status rows are buffered and written in one batch before the next
-    statement of the transaction (or its commit), and agents known to exist are remembered.
-    A status row is written by a statement that leaves an unchanged row alone.
+    so audit rows are buffered until the commit, sync status rows until the next statement
+    that reads or deletes status rows (or the commit), each buffer written in one batch; and
+    agents known to exist are remembered. A status row is written by a statement that leaves
+    an unchanged row alone.
     """
 
     def __init__(self, db: aiosqlite.Connection, origin: str, clock: Clock) -> None:
@@ -273,8 +290,9 @@ class SqliteTx(_Queries, Tx):
 
     async def _flush(self) -> None:
         """Write the buffered rows (before the commit)."""
+        await self._write_statuses()
         audits, self._audits = self._audits, []
-        await self._run_many(_AUDIT_SQL, audits)  # writes the buffered statuses first
+        await self._run_many(_AUDIT_SQL, audits)
 
     def _finish(self) -> None:
         self._db = None
@@ -282,30 +300,18 @@ class SqliteTx(_Queries, Tx):
     def _now(self) -> str:
         return codec.encode_time(self._clock(), "clock")
 
-    async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        await self._write_statuses()  # a read must see them
-        return await super()._rows(sql, params)
-
     async def _run(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
-        await self._write_statuses()  # keep the order of writes (purge deletes status rows)
         return await self._conn().execute(sql, params)  # type: ignore[return-value]
 
     async def _run_many(self, sql: str, rows: Sequence[Any]) -> None:
-        await self._write_statuses()
         if rows:
             await self._conn().executemany(sql, rows)
 
     async def _write_statuses(self) -> None:
-        if self._statuses:
-            rows, self._statuses = self._statuses, []
-            await self._conn().executemany(_STATUS_UPSERT, rows)
-
-    async def _rows_in(self, sql: str, ids: Sequence[str]) -> list[sqlite3.Row]:
-        """Rows of ``sql`` (ending in ``IN ({})``) for ``ids``, in chunks."""
-        rows: list[sqlite3.Row] = []
-        for chunk in _chunks(ids):
-            rows += await self._rows(sql.format(_placeholders(len(chunk))), chunk)
-        return rows
+        """Write the buffered status rows: before anything that reads or deletes status rows
+        (directly, or by cascade), so that it sees them in the order they were put."""
+        rows, self._statuses = self._statuses, []
+        await self._run_many(_STATUS_UPSERT, rows)
 
     async def _require_agents(self, agent_ids: Iterable[str], what: str) -> None:
         # Checked up front, not left to the foreign key, so that the error names the agent and
@@ -351,6 +357,7 @@ class SqliteTx(_Queries, Tx):
         return codec.agent_from_row(row)
 
     async def delete_agent(self, agent_id: str) -> bool:
+        await self._write_statuses()  # the cascade takes the agent's buffered rows too
         cursor = await self._run("DELETE FROM agents WHERE id = ?", (agent_id,))
         if cursor.rowcount == 0:
             return False
@@ -454,6 +461,7 @@ class SqliteTx(_Queries, Tx):
         old = await self._one(
             "SELECT agent_id, deleted FROM appointments WHERE id = ?", (appointment_id,)
         )
+        await self._write_statuses()
         await self._run("DELETE FROM sync_status WHERE appointment_id = ?", (appointment_id,))
         if old is None:
             return
@@ -526,10 +534,15 @@ class SqliteTx(_Queries, Tx):
         self._statuses += rows
 
     async def delete_status(self, agent_id: str, appointment_id: str, account: str) -> None:
+        await self._write_statuses()
         await self._run(
             "DELETE FROM sync_status WHERE agent_id = ? AND account = ? AND appointment_id = ?",
             (agent_id, account, appointment_id),
         )
+
+    async def list_status(self, agent_id: str, account: str) -> list[SyncStatus]:
+        await self._write_statuses()
+        return await super().list_status(agent_id, account)
 
     async def put_calendar_state(self, state: CalendarState) -> None:
         row = codec.calendar_state_row(state)

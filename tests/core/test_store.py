@@ -391,6 +391,20 @@ async def test_tombstone_then_purge(alice: SqliteStore, clock: FakeClock) -> Non
     assert seen == [("api", frozenset({"alice"}))]
 
 
+async def test_get_appointments_by_ids(alice: SqliteStore) -> None:
+    ids = [f"a{n:04d}" for n in range(1200)]  # more than one IN (...) chunk
+    async with alice.transaction("api") as tx:
+        await tx.put_appointments([appt(i) for i in ids])
+        await tx.delete_appointment("a0001")
+        in_tx = await tx.get_appointments(["a0002", "a1100", "nope"])
+        assert sorted(in_tx) == ["a0002", "a1100"]
+    found = await alice.get_appointments([*ids, "nope", "a0005"])
+    assert sorted(found) == [i for i in ids if i != "a0001"]
+    assert found["a0002"] == await alice.get_appointment("a0002")
+    assert (await alice.get_appointments(["a0001"], include_deleted=True))["a0001"].deleted
+    assert await alice.get_appointments([]) == {}
+
+
 async def test_restoring_a_tombstone_clears_deleted_at(alice: SqliteStore) -> None:
     async with alice.transaction("api") as tx:
         await tx.put_appointment(appt("a1"))
