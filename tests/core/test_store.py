@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -199,15 +200,9 @@ async def test_request_round_trip_and_no_op(store: SqliteStore, clock: FakeClock
     clock.advance(minutes=1)
     async with store.transaction("rule") as tx:
         assert await tx.put_request(request) == stored
-        moved = await tx.put_request(
-            request.__class__(**{**_fields(request), "planned_start": at(9)})
-        )
+        moved = await tx.put_request(replace(request, planned_start=at(9)))
     assert moved.planned_start == at(9)
     assert await audit_count(store) == count + 1
-
-
-def _fields(record: Any) -> dict[str, Any]:
-    return {name: getattr(record, name) for name in record.__slots__}
 
 
 # appointments ----------------------------------------------------------------------------
@@ -561,19 +556,19 @@ async def test_status_rows(alice: SqliteStore, clock: FakeClock) -> None:
         await tx.put_status(SyncStatus("alice", "a1", "phones", "x", "y", None, None))
     stored = await alice.list_status("alice", "o365")
     assert [s.appointment_id for s in stored] == ["a1", "a2"]
-    assert stored[0] == SyncStatus(**{**_fields(row), "updated_at": clock.now})
+    assert stored[0] == replace(row, updated_at=clock.now)
     first_write = clock.now
 
     clock.advance(minutes=1)
     async with alice.transaction("sync:o365") as tx:
         await tx.put_status(row)  # unchanged: no write, updated_at stays
-        await tx.put_status(SyncStatus(**{**_fields(row), "remote_version": "v2"}))
+        await tx.put_status(replace(row, remote_version="v2"))
         assert [s.remote_version for s in await tx.list_status("alice", "o365")] == ["v2", None]
     assert (await alice.list_status("alice", "o365"))[0].updated_at == clock.now
 
     clock.advance(minutes=1)
     async with alice.transaction("sync:o365") as tx:
-        await tx.put_status(SyncStatus(**{**_fields(row), "remote_version": "v2"}))
+        await tx.put_status(replace(row, remote_version="v2"))
         await tx.delete_status("alice", "a2", "o365")
     stored = await alice.list_status("alice", "o365")
     assert [(s.appointment_id, s.updated_at) for s in stored] == [
@@ -607,7 +602,7 @@ async def test_calendar_state(alice: SqliteStore) -> None:
     assert await alice.get_calendar_state("alice") == state
     assert [s.agent_id for s in await alice.list_calendar_states()] == ["alice", "bob"]
     async with alice.transaction("sync:o365") as tx:
-        await tx.put_calendar_state(CalendarState(**{**_fields(state), "cursor": "delta-2"}))
+        await tx.put_calendar_state(replace(state, cursor="delta-2"))
     got = await alice.get_calendar_state("alice")
     assert got is not None and got.cursor == "delta-2"
     with pytest.raises(ConstraintError, match="unknown agent 'ghost'"):
