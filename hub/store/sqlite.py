@@ -403,15 +403,15 @@ class SqliteTx(_Queries, Tx):
             )
         }
         inserts: list[dict[str, Any]] = []
-        updates: list[dict[str, Any]] = []
+        updates: list[tuple[dict[str, Any], str, list[str]]] = []  # row, action, changed
         stored: list[dict[str, Any]] = []
         now = self._now()
+        # First decide for every entry (a refusal leaves no trace), then write.
         for row in rows:
             old = current.get(row["id"])
             if old is None:
                 self._prepare_insert(row, now)
                 inserts.append(row)
-                self._inserted(row)
             elif old["agent_id"] != row["agent_id"]:
                 raise ConstraintError(
                     f"appointment {row['id']!r} belongs to agent {old['agent_id']!r},"
@@ -423,12 +423,7 @@ class SqliteTx(_Queries, Tx):
                 row["deleted_at"] = (old["deleted_at"] or now) if row["deleted"] else None
                 row["updated_at"] = now
                 row["origin"] = self.origin
-                updates.append(row)
-                action = _appointment_action(old, row)
-                self._write_audit(
-                    "appointment", row["id"], action, changed=changed, version=row["version"]
-                )
-                self.changed_agents.add(row["agent_id"])
+                updates.append((row, _appointment_action(old, row), changed))
             else:
                 stored.append(old)  # unchanged: nothing to write
                 continue
@@ -436,7 +431,14 @@ class SqliteTx(_Queries, Tx):
             stored.append(row)
         # An id inserted by this batch and changed again later in it is inserted once, first.
         await self._run_many(_APPOINTMENT_INSERT, inserts)
-        await self._run_many(_APPOINTMENT_UPDATE, updates)
+        await self._run_many(_APPOINTMENT_UPDATE, [row for row, _, _ in updates])
+        for row in inserts:
+            self._inserted(row)
+        for row, action, changed in updates:
+            self._write_audit(
+                "appointment", row["id"], action, changed=changed, version=row["version"]
+            )
+            self.changed_agents.add(row["agent_id"])
         return [codec.appointment_from_row(r) for r in stored]
 
     def _prepare_insert(self, row: dict[str, Any], now: str) -> None:
@@ -455,7 +457,8 @@ class SqliteTx(_Queries, Tx):
         appt = await self.get_appointment(appointment_id, include_deleted=True)
         if appt is None or appt.deleted:
             return appt
-        return await self.put_appointment(appt.evolve(deleted=True))
+        # put_appointments, not put_appointment: the row exists, no insert to try first.
+        return (await self.put_appointments([appt.evolve(deleted=True)]))[0]
 
     async def purge_appointment(self, appointment_id: str) -> None:
         old = await self._one(

@@ -355,6 +355,22 @@ async def test_an_appointment_cannot_change_agent(alice: SqliteStore) -> None:
             await tx.put_appointment(appt("a1", agent_id="bob"))
 
 
+async def test_a_refused_batch_leaves_no_trace_in_its_transaction(alice: SqliteStore) -> None:
+    await add_agents(alice, "bob")
+    async with alice.transaction("api") as tx:
+        await tx.put_appointment(appt("a1"))
+    count = await audit_count(alice)
+    seen: list[frozenset[str]] = []
+    alice.add_listener(lambda origin, ids: seen.append(ids))
+    async with alice.transaction("api") as tx:
+        with pytest.raises(ConstraintError):
+            await tx.put_appointments([appt("new", "bob"), appt("a1", agent_id="bob")])
+        # The caller went on and committed: nothing of the refused batch was written.
+    assert await alice.get_appointment("new") is None
+    assert await audit_count(alice) == count
+    assert seen == []
+
+
 async def test_tombstone_then_purge(alice: SqliteStore, clock: FakeClock) -> None:
     async with alice.transaction("api") as tx:
         await tx.put_appointment(appt("a1"))
