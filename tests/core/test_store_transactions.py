@@ -280,3 +280,39 @@ async def test_database_errors_roll_back_and_become_store_errors(store: SqliteSt
             await tx.put_appointment(appt("a1"))
             await tx._run("INSERT INTO no_such_table VALUES (1)")
     assert await nothing_written(store)
+
+
+async def test_cancelled_at_any_point_writes_all_or_nothing(store: SqliteStore) -> None:
+    # Cancel the writer ever later, until a transaction gets through: whichever statement
+    # (or the commit) it was waiting on, the writes land together or not at all, and the
+    # next transaction works.
+    for k in range(2000):
+        appt_id = f"k{k}"
+
+        async def writer(appt_id: str = appt_id) -> None:
+            async with store.transaction("api") as tx:
+                await tx.put_appointment(appt(appt_id))
+                await tx.put_status(SyncStatus("alice", appt_id, "o365", "r", "v", "h", "h"))
+                await tx.delete_status("alice", "nothing", "o365")  # a statement after it
+                await tx.audit("appointment", appt_id, "note")
+
+        task = asyncio.create_task(writer())
+        await asyncio.sleep(k * 0.0001)
+        task.cancel()
+        finished = True
+        try:
+            await task
+        except asyncio.CancelledError:
+            finished = False
+        written = (
+            await store.get_appointment(appt_id) is not None,
+            [s.appointment_id for s in await store.list_status("alice", "o365")] == [appt_id],
+            [e.action for e in await store.list_audit(entity_id=appt_id)] == ["note", "create"],
+        )
+        assert written in ((True, True, True), (False, False, False)), (k, written)
+        async with store.transaction("api") as tx:
+            await tx.delete_status("alice", appt_id, "o365")
+        if finished:
+            break
+    else:
+        pytest.fail("the writer never finished")
