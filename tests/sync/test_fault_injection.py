@@ -123,6 +123,7 @@ class Ledger:
     """What the users did, to judge the end state against (the model of intentions)."""
 
     created: dict[str, str] = field(default_factory=dict)  # hub appointment id -> agent
+    manual: set[str] = field(default_factory=set)  # kind C: subject and body flow back
     hub_deleted: set[str] = field(default_factory=set)
     remote_deleted: set[str] = field(default_factory=set)  # hub ids the agent deleted remotely
     starts: dict[str, set[datetime]] = field(default_factory=dict)  # every start ever set
@@ -303,6 +304,8 @@ class SyncMachine(RuleBasedStateMachine):
 
         self.run(go)
         self.ledger.created[appt_id] = agent_id
+        if manual:
+            self.ledger.manual.add(appt_id)
         self.ledger.start_set(appt_id, start)
         return appt_id
 
@@ -390,7 +393,8 @@ class SyncMachine(RuleBasedStateMachine):
             agent_id, event = picked
             data = replace(event.data, subject=f"{word} (edited on the phone)")
             self.server.edit(cal_of(agent_id), event.remote_id, data)
-            self._agent_edited(event)
+            if event.hub_id in self.ledger.manual:  # A/B subjects do not flow back anyway
+                self._agent_edited(event)
 
     @rule(pick=picks)
     def agent_delete(self, pick: int) -> None:
