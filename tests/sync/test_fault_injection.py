@@ -131,10 +131,10 @@ class Ledger:
     # must survive, or the engine must record the conflict (unless that side deleted too).
     agent_edits_of_hub_deleted: set[str] = field(default_factory=set)
     hub_edits_of_remote_deleted: set[str] = field(default_factory=set)
-    # Appointments whose pair was forgotten (lost status table) before the engine saw the
-    # change: without the last-synced state, "deleted on one side" and "never synced" look
-    # the same (vdirsyncer has the same limit), so a delete may be undone rather than kept.
-    # Cleared once sync settled again.
+    # Appointments whose pair was forgotten (lost status table, or a create whose answer a
+    # crash lost) before the engine saw the change: without the last-synced state, "deleted
+    # on one side" and "never synced" look the same (vdirsyncer has the same limit), so a
+    # delete may be undone rather than kept. Cleared once sync settled again.
     amnesia: set[str] = field(default_factory=set)
 
     def start_set(self, appt_id: str, start: Any) -> None:
@@ -454,7 +454,7 @@ class SyncMachine(RuleBasedStateMachine):
         self.tick()
         self.server.crash_after_write(writes)
 
-        async def go() -> bool:
+        async def go() -> tuple[bool, set[str]]:
             try:
                 for agent_id in AGENTS:
                     await self._pass(agent_id)
@@ -464,13 +464,24 @@ class SyncMachine(RuleBasedStateMachine):
             assert self.store is not None
             await self.store.close()  # the process is gone: only the database file remains
             await self._open_store()
-            return crashed
+            unconfirmed = {
+                row.appointment_id
+                for agent_id in AGENTS
+                for row in await self.store.list_status(agent_id, ACCOUNT)
+                if row.state == "creating"
+            }
+            return crashed, unconfirmed
 
         try:
-            if self.run(go):
-                note("crash between a remote write and its status commit")
+            crashed, unconfirmed = self.run(go)
         finally:
             self.server.crash_after_write(0)
+        if crashed:
+            note("crash between a remote write and its status commit")
+        # A create whose answer was lost: if the agent deletes the event before the next pass
+        # finds it, "created then deleted" and "never created" look the same, and the engine
+        # rightly creates it (again) rather than lose the appointment.
+        self.ledger.amnesia |= unconfirmed
 
     @rule(agent_id=agent_ids)
     def fault_lose_status_table(self, agent_id: str) -> None:
