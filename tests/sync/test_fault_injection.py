@@ -13,7 +13,8 @@ account. Its rules interleave at random:
   from an edit racing the engine's write, cursor expiry, a crash between the remote write
   and the status commit (:class:`~hub.testing.memory.SimulatedCrash`, then the database is
   closed and reopened), a lost status table;
-* sync passes of one agent, or of all agents concurrently.
+* sync passes of one agent, or of all agents concurrently through the real
+  :class:`hub.scheduler.Scheduler` (its concurrency limits included).
 
 When the faults stop, every agent is synced to quiescence and the invariants must hold:
 both sides converge (the same hub-owned events with the same content), nothing the user did
@@ -42,7 +43,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-import anyio
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import HealthCheck, settings
@@ -56,7 +56,8 @@ from hypothesis.stateful import (
 )
 
 from hub.backoff import RetryPolicy
-from hub.config import HubSettings
+from hub.config import Config, HubSettings
+from hub.metrics import Metrics
 from hub.model import (
     Agent,
     Appointment,
@@ -68,7 +69,15 @@ from hub.model import (
     Request,
 )
 from hub.render import render_event
-from hub.spec import PRIVATE_SUBJECT, AccountConfig, CalendarRef, EventData, TransientError
+from hub.scheduler import Scheduler
+from hub.spec import (
+    PRIVATE_SUBJECT,
+    AccountConfig,
+    CalendarRef,
+    EventData,
+    ProviderRegistry,
+    TransientError,
+)
 from hub.store.sqlite import SqliteStore
 from hub.sync import AgentSync
 from hub.testing.memory import MemoryProvider, MemoryServer, SimulatedCrash, StoredEvent
@@ -80,6 +89,7 @@ ACCOUNT = "mem"
 AGENTS = ("ann", "bob", "cat")
 START = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
 QUIESCENCE_ROUNDS = 8
+RETRY = RetryPolicy(attempts=4, base=0.5, cap=4.0)
 
 settings.register_profile(
     "calhub-ci",
@@ -194,7 +204,7 @@ class SyncMachine(RuleBasedStateMachine):
             self.settings,
             clock=self.clock,
             sleep=self._sleep,
-            retry_policy=RetryPolicy(attempts=4, base=0.5, cap=4.0),
+            retry_policy=RETRY,
             rng=self.rng,
         )
 
@@ -575,15 +585,18 @@ class SyncMachine(RuleBasedStateMachine):
         self.tick()
 
         async def go() -> list[PassResult]:
-            results: list[PassResult] = []
-
-            async def one(agent_id: str) -> None:
-                results.append(await self._pass(agent_id))
-
-            async with anyio.create_task_group() as tg:
-                for agent_id in AGENTS:
-                    tg.start_soon(one, agent_id)
-            return results
+            # The real scheduler: its own provider over the same server, its concurrency
+            # limits, one pass per agent at once.
+            assert self.store is not None
+            registry = ProviderRegistry()
+            registry.add(MemoryProvider)
+            accounts = {ACCOUNT: AccountConfig(ACCOUNT, "memory", {"server": self.server})}
+            config = Config(hub=self.settings, accounts=accounts)
+            async with Scheduler(
+                self.store, config, registry, Metrics(), background=False, clock=self.clock,
+                sleep=self._sleep, retry_policy=RETRY, rng=self.rng,
+            ) as scheduler:  # fmt: skip
+                return list((await scheduler.run_once(list(AGENTS))).values())
 
         for result in self.run(go):
             self._note(result)
