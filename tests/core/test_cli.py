@@ -226,3 +226,16 @@ def test_check_unknown_account_names_the_known_ones(
     path = memory_config(tmp_path)
     assert main(["check", "o365", "--config", str(path)]) == 2
     assert capsys.readouterr().err.strip() == "check: no account named 'o365' (accounts: mem)"
+
+
+@pytest.mark.parametrize("command", ["sync", "serve"])
+def test_unusable_database_is_status_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    path = memory_config(tmp_path)
+    (tmp_path / "hub.db").write_text("a text file, not a database", encoding="utf-8")
+    assert main([command, "--config", str(path)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"hub.database: {tmp_path / 'hub.db'}: cannot open the database: file is not a database"
+    ]
