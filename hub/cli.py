@@ -135,39 +135,31 @@ def _describe(result: PassResult) -> str:
 
 
 async def cmd_sync(config: Config, plugins: Plugins, agent_ids: list[str] | None) -> int:
-    if not config.accounts and not agent_ids:
+    if not config.accounts:
         print("no accounts configured: nothing to sync (hub calendars and feeds need none)")
         return 0
-    store = open_store(config.hub.database)
-    await store.open()
-    try:
+    async with open_store(config.hub.database) as store:
         await upsert_config_agents(store, config)
         known = {agent.id for agent in await store.list_agents()}
         unknown = [a for a in agent_ids or () if a not in known]
         if unknown:
             names = ", ".join(sorted(known)) or "none"
             raise UsageError(f"--agent: no agent named {', '.join(unknown)} (agents: {names})")
-        if not config.accounts:
-            print("no accounts configured: nothing to sync (hub calendars and feeds need none)")
-            return 0
         async with Scheduler(
             store, config, plugins.registry, Metrics(), background=False
         ) as scheduler:
             results = await scheduler.run_once(agent_ids)
-    finally:
-        await store.close()
-    failed = 0
+    return _report(results)
+
+
+def _report(results: Mapping[str, PassResult]) -> int:
+    """One line per agent: ok ones on stdout, failed ones and skipped items on stderr (so
+    cron mails exactly the trouble)."""
     for agent_id, result in sorted(results.items()):
-        line = f"{agent_id}: {_describe(result)}"
-        if result.ok:
-            print(line)
-        else:
-            failed += 1
-            print(line, file=sys.stderr)
-    for agent_id, result in sorted(results.items()):
+        print(f"{agent_id}: {_describe(result)}", file=sys.stdout if result.ok else sys.stderr)
         for item in result.skipped_items:
             print(f"{agent_id}: skipped {item}", file=sys.stderr)
-    return 1 if failed else 0
+    return 0 if all(result.ok for result in results.values()) else 1
 
 
 # --------------------------------------------------------------------------- check
@@ -177,13 +169,9 @@ async def _agents_of(config: Config, account: str) -> list[Agent]:
     agents = {a.id: a for a in config.agents}
     # Only read an existing database: a connection test must not create one as a side effect.
     if await anyio.Path(config.hub.database).exists():
-        store = open_store(config.hub.database)
-        await store.open()
-        try:
+        async with open_store(config.hub.database) as store:
             for agent in await store.list_agents():
                 agents.setdefault(agent.id, agent)
-        finally:
-            await store.close()
     return [a for a in agents.values() if a.account == account]
 
 
