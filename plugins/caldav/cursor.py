@@ -2,9 +2,11 @@
 
 The engine stores it as an opaque string. It holds the mode (``sync``: an RFC 6578 sync-token;
 ``etag``: the etag of every resource, for servers without sync-collection), the collection it
-belongs to, the window it covered (events that enter the window as days pass are looked up
-with a time-range query), and the occurrence keys of each expanded recurring series, so that an
-occurrence that vanished from a changed or deleted series is reported as deleted.
+belongs to, the collection's ``CS:getctag`` when the server has one (unchanged, the next fetch
+stops after that one cheap request), the window it covered (events that enter the window as
+days pass are looked up with a time-range query), and the occurrence keys of each expanded
+recurring series, so that an occurrence that vanished from a changed or deleted series is
+reported as deleted.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class Cursor:
     collection: str
     window: Window
     token: str | None = None
+    ctag: str | None = None
     etags: dict[str, str] = field(default_factory=dict)
     series: dict[str, list[str]] = field(default_factory=dict)
 
@@ -42,6 +45,7 @@ class Cursor:
             "c": self.collection,
             "w": [self.window.start.isoformat(), self.window.end.isoformat()],
             "t": self.token,
+            "g": self.ctag,
             "e": self.etags,
             "s": self.series,
         }
@@ -64,6 +68,7 @@ class Cursor:
                 collection=str(payload["c"]),
                 window=Window(start, end),
                 token=payload.get("t"),
+                ctag=payload.get("g"),
                 etags=dict(payload.get("e") or {}),
                 series={k: list(v) for k, v in (payload.get("s") or {}).items()},
             )

@@ -1,11 +1,22 @@
 """Reading a calendar collection: the full window listing and incremental changes.
 
-Full fetch: PROPFIND depth 0 for the collection's ``sync-token`` and supported reports, then a
-calendar-query with the window's time-range (2 requests). Incremental fetch: an RFC 6578
-sync-collection REPORT from the stored token (1 request when nothing changed), then
-calendar-multiget for the changed resources in batches. A server without sync-collection gets
+Full fetch: PROPFIND depth 0 for the collection's ``CS:getctag``, then one for its
+``sync-token`` and supported reports, then a calendar-query with the window's time-range (3
+requests). Incremental fetch: the ctag again (PROPFIND depth 0); unchanged, the fetch ends
+there (1 request). Otherwise an RFC 6578 sync-collection REPORT from the stored token, then
+calendar-multiget for the changed resources in batches. A server without a ctag gets the
+REPORT straight away (1 request when nothing changed). A server without sync-collection gets
 an etag listing (PROPFIND depth 1) compared with the etags kept in the cursor instead; the
 switch is reported once through ``FetchResult.notices`` and the log, never silently.
+
+Why the ctag first: a server answers it far more cheaply than the REPORT or the sync-token
+(Radicale: about 0.7x the REPORT's time, Xandikos: about 0.1x), and most passes find nothing
+changed. But Radicale's and Xandikos's ctags are hashes of the content: an event this hub
+wrote and the agent then deleted brings back the very ctag read before the write. So a ctag
+is trusted only while nothing was written since, in this process, and only once a change
+listing confirmed that it names the state the hub knows (the listing after it found nothing
+the hub did not already know); otherwise the listing runs as well (2 requests). A cursor
+this process did not issue (after a restart, or another process's) is never trusted.
 
 Resources are read through :mod:`plugins.caldav.ical`; one that cannot be parsed is skipped
 with its reason, the rest of the calendar still syncs.
@@ -29,7 +40,7 @@ from hub.spec import (
 from plugins.caldav import davxml
 from plugins.caldav.client import XML, DavClient, quote_path
 from plugins.caldav.cursor import Cursor
-from plugins.caldav.davxml import CALDAV, DAV, tag
+from plugins.caldav.davxml import CALDAV, CS, DAV, tag
 from plugins.caldav.discovery import Collection
 from plugins.caldav.errors import raise_for
 from plugins.caldav.ical import (
@@ -74,6 +85,8 @@ class Fetcher:
         # Etags of resources this provider wrote itself: the engine got them from push(), so
         # the next fetch need not download them again (one request, not two, after a write).
         self.written: dict[str, str] = {}
+        # collection URL -> the cursor whose ctag may be trusted (see the module docstring)
+        self._trusted: dict[str, str] = {}
 
     # ----------------------------------------------------------------------- requests
 
@@ -98,6 +111,16 @@ class Fetcher:
                     raise PermanentError(f"{collection.url} is not a calendar collection")
                 return response
         raise PermanentError(f"PROPFIND {collection.url}: the collection did not answer")
+
+    async def ctag(self, collection: Collection) -> str | None:
+        """The collection's ``CS:getctag`` (PROPFIND depth 0); None when the server has none."""
+        status = await self._multistatus(
+            "PROPFIND", collection.url, davxml.propfind([(CS, "getctag")]), "0", "propfind"
+        )
+        for response in status.responses:
+            if response.href.rstrip("/") == collection.path.rstrip("/"):
+                return response.text(tag(CS, "getctag")) or None
+        return None
 
     async def etag_listing(self, collection: Collection) -> dict[str, str]:
         """Every resource's etag (PROPFIND depth 1), keyed by decoded path."""
@@ -178,6 +201,7 @@ class Fetcher:
         self, collection: Collection, window: Window, *, force_etag: bool = False
     ) -> FetchResult:
         """Every event in the window, and a cursor for the next incremental fetch."""
+        ctag = await self.ctag(collection)
         props = await self.collection_props(collection)
         for path in [p for p in self.written if p.startswith(collection.path)]:
             del self.written[path]  # a full listing returns every version anyway
@@ -191,32 +215,36 @@ class Fetcher:
             cursor = Cursor("etag", collection.url, window)
             cursor.etags = await self.etag_listing(collection)
             self._notice(collection, result)
+        cursor.ctag = ctag
         found = await self.query(collection, window.start, window.end, data=True)
         await self._take_all(found, window, cursor, result, incremental=False)
         result.cursor = cursor.encode()
         return result
 
-    async def incremental(
-        self, collection: Collection, window: Window, cursor: Cursor
-    ) -> FetchResult:
-        """What changed since ``cursor``; raises CursorInvalid for a rejected token."""
+    def writing(self, collection: Collection) -> None:
+        """Called before any write to ``collection``: its stored ctag is trusted no more."""
+        self._trusted.pop(collection.url, None)
+
+    async def incremental(self, collection: Collection, window: Window, text: str) -> FetchResult:
+        """What changed since the cursor ``text``; raises CursorInvalid for a rejected token."""
+        cursor = Cursor.decode(text)
         if cursor.collection != collection.url:
             raise CursorInvalid("the cursor belongs to another calendar collection")
-        if cursor.mode == "sync":
+        ctag = await self.ctag(collection) if cursor.ctag else None
+        if ctag is not None and ctag == cursor.ctag and self._trusted.get(collection.url) == text:
+            if not _new_slices(cursor.window, window):
+                return FetchResult(full=False, cursor=text)  # nothing changed: 1 request
+            changed: dict[str, str] = {}
+            deleted: set[str] = set()
+        else:
             try:
-                changed, deleted, token = await self.sync_changes(collection, cursor.token or "")
+                changed, deleted = await self._changes(collection, cursor)
             except SyncUnavailable:
                 return await self.full(collection, window, force_etag=True)
-            cursor.token = token
-        else:
-            listing = await self.etag_listing(collection)
-            changed = {h: e for h, e in listing.items() if cursor.etags.get(h) != e}
-            deleted = set(cursor.etags) - set(listing)
-            cursor.etags = listing
-        for path in [p for p, etag in changed.items() if etag and self.written.get(p) == etag]:
-            del changed[path]
-        for path in set(changed) | deleted:
-            self.written.pop(path, None)
+            cursor.ctag = ctag
+        self._trusted.pop(collection.url, None)
+        self._drop_own_writes(collection, changed, deleted)
+        known = not changed and not deleted  # the hub knows this state: the ctag names it
         for start, end in _new_slices(cursor.window, window):
             for r in await self.query(collection, start, end, data=False):
                 changed.setdefault(r.href, r.text(tag(DAV, "getetag")) or "")
@@ -234,7 +262,40 @@ class Fetcher:
             await self._take_all(found, window, cursor, result, incremental=True)
         _prune(cursor, window)
         result.cursor = cursor.encode()
+        if known and cursor.ctag is not None:
+            self._trusted[collection.url] = result.cursor
         return result
+
+    def _drop_own_writes(
+        self, collection: Collection, changed: dict[str, str], deleted: set[str]
+    ) -> None:
+        """Remove this provider's own writes (the hub knows them) from ``changed``.
+
+        Every write the listing covered is forgotten. One it does not mention at all was
+        undone since the cursor's state, on a server whose tokens name content (Xandikos: an
+        event created and deleted again brings the old token back): it goes into ``changed``
+        so that the multiget reads what is there now."""
+        for path in [p for p in self.written if p.startswith(collection.path)]:
+            etag = self.written.pop(path)
+            if path in deleted:
+                continue
+            if path not in changed:
+                changed[path] = ""
+            elif etag and changed[path] == etag:
+                del changed[path]
+
+    async def _changes(
+        self, collection: Collection, cursor: Cursor
+    ) -> tuple[dict[str, str], set[str]]:
+        """Changed paths (with etags) and deleted paths since ``cursor``, which moves on."""
+        if cursor.mode == "sync":
+            changed, deleted, cursor.token = await self.sync_changes(collection, cursor.token or "")
+            return changed, deleted
+        listing = await self.etag_listing(collection)
+        changed = {h: e for h, e in listing.items() if cursor.etags.get(h) != e}
+        deleted = set(cursor.etags) - set(listing)
+        cursor.etags = listing
+        return changed, deleted
 
     # ----------------------------------------------------------------------- assembly
 

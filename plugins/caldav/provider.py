@@ -40,7 +40,6 @@ from hub.spec import (
 from plugins.caldav import davxml, ical
 from plugins.caldav.checks import run_checks
 from plugins.caldav.client import ICAL, XML, Credentials, DavClient, path_url, tls_context
-from plugins.caldav.cursor import Cursor
 from plugins.caldav.davxml import CALDAV, DAV, tag
 from plugins.caldav.discovery import Collection, Discovery
 from plugins.caldav.errors import error_for, raise_for
@@ -125,7 +124,7 @@ class CalDAVProvider(Provider):
         try:
             if cursor is None:
                 return await self.fetcher.full(collection, window)
-            return await self.fetcher.incremental(collection, window, Cursor.decode(cursor))
+            return await self.fetcher.incremental(collection, window, cursor)
         except NotFoundError:
             self.discovery.forget(cal)  # rediscover next time: the calendar may have moved
             raise
@@ -216,6 +215,7 @@ class CalDAVProvider(Provider):
             if key is not None:
                 raise PermanentError(f"{item.remote_id}: occurrences of a series are read-only")
             headers = {"If-Match": item.version} if item.version else {}
+        self.fetcher.writing(collection)
         reply = await self.client.request(
             "PUT", path_url(collection.url, path), operation="put", body=body,
             content_type=ICAL, headers=headers,
@@ -244,6 +244,7 @@ class CalDAVProvider(Provider):
         path, key = ical.split_occurrence(remote_id)
         if key is not None:
             raise PermanentError(f"{remote_id}: occurrences of a series are read-only")
+        self.fetcher.writing(collection)
         reply = await self.client.request(
             "DELETE", path_url(collection.url, path), operation="delete",
             headers={"If-Match": version} if version else {},

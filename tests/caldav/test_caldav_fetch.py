@@ -96,7 +96,7 @@ async def test_events_entering_the_window_as_days_pass_are_fetched(
     before = radicale_proxy.requests
     moved = await dav.fetch(cal, tomorrow, first.cursor)
     assert [e.remote_id for e in moved.changed] == [href]
-    assert radicale_proxy.requests - before == 3  # sync-collection, slice query, multiget
+    assert radicale_proxy.requests - before == 4  # ctag, sync-collection, slice, multiget
     assert (await dav.fetch(cal, tomorrow, moved.cursor)).changed == []
 
 
@@ -129,7 +129,7 @@ async def test_many_changes_cost_one_multiget_per_hundred(
     before = radicale_proxy.requests
     changes = await dav.fetch(cal, WINDOW, first.cursor)
     assert len(changes.changed) == 150
-    assert radicale_proxy.requests - before == 1 + 2  # sync-collection + two multigets
+    assert radicale_proxy.requests - before == 2 + 2  # ctag, sync-collection, 2 multigets
 
 
 async def test_check_reports_each_step_and_never_raises(
@@ -203,3 +203,58 @@ async def test_how_a_refused_sync_report_is_read(
     radicale_proxy.faults.append(fault)
     with pytest.raises(error):
         await dav.fetch(cal, WINDOW, first.cursor)
+
+
+async def test_an_unchanged_calendar_costs_one_request_once_its_ctag_is_confirmed(
+    dav: CalDAVProvider, phone: Phone, radicale_collection: str, radicale_proxy: DavProxy
+) -> None:
+    cal = cal_for(radicale_collection)
+    await phone.create_external(cal, EventData("A", NOW, NOW + timedelta(hours=1)))
+    first = await dav.fetch(cal, WINDOW, None)
+    costs, cursors = [], [first.cursor]
+    for _ in range(3):
+        before = radicale_proxy.requests
+        again = await dav.fetch(cal, WINDOW, cursors[-1])
+        assert (again.changed, again.deleted, again.full) == ([], [], False)
+        costs.append(radicale_proxy.requests - before)
+        cursors.append(again.cursor)
+    # The first pass lists the changes too (the full listing may be newer than its ctag);
+    # it found none, so the ctag names what the hub knows: from then on the ctag alone.
+    assert costs == [2, 1, 1]
+    assert cursors[1] == cursors[2] == cursors[3]
+
+    other = await phone.create_external(cal, EventData("B", NOW, NOW + timedelta(hours=2)))
+    changed = await dav.fetch(cal, WINDOW, cursors[-1])
+    assert [e.remote_id for e in changed.changed] == [other]
+
+
+async def test_an_event_the_hub_wrote_and_the_phone_deleted_is_reported_although_the_ctag_is_back(
+    dav: CalDAVProvider, phone: Phone, radicale_collection: str, radicale_proxy: DavProxy
+) -> None:
+    cal = cal_for(radicale_collection)
+    first = await dav.fetch(cal, WINDOW, None)
+    confirmed = await dav.fetch(cal, WINDOW, first.cursor)  # the empty calendar's ctag
+    (created,) = await dav.push(cal, [PushItem("h1", EventData("Visit", NOW, NOW))])
+    assert not isinstance(created, Exception)
+    await phone.delete(cal, created.remote_id)  # the calendar is as empty as the ctag says
+
+    gone = await dav.fetch(cal, WINDOW, confirmed.cursor)
+    assert gone.deleted == [created.remote_id]
+
+
+async def test_a_cursor_from_another_process_is_checked_by_listing(
+    dav: CalDAVProvider, phone: Phone, radicale_collection: str, radicale_proxy: DavProxy
+) -> None:
+    cal = cal_for(radicale_collection)
+    first = await dav.fetch(cal, WINDOW, None)
+    confirmed = await dav.fetch(cal, WINDOW, first.cursor)
+    async with CalDAVProvider(account(radicale_proxy.url)) as restarted:
+        # What this process wrote before the restart (and the agent may have undone since)
+        # is unknown to the new one: it lists the changes although the ctag did not move.
+        before = radicale_proxy.by_method["REPORT"]
+        again = await restarted.fetch(cal, WINDOW, confirmed.cursor)
+        assert (again.changed, again.deleted) == ([], [])
+        assert radicale_proxy.by_method["REPORT"] - before == 1
+    before = radicale_proxy.by_method["REPORT"]
+    await dav.fetch(cal, WINDOW, confirmed.cursor)
+    assert radicale_proxy.by_method["REPORT"] == before  # the process that issued it: ctag only
