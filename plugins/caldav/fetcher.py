@@ -201,6 +201,7 @@ class Fetcher:
         self, collection: Collection, window: Window, *, force_etag: bool = False
     ) -> FetchResult:
         """Every event in the window, and a cursor for the next incremental fetch."""
+        self._trusted.pop(collection.url, None)  # the listing may be newer than its ctag
         ctag = await self.ctag(collection)
         props = await self.collection_props(collection)
         for path in [p for p in self.written if p.startswith(collection.path)]:

@@ -55,9 +55,11 @@ def test_cursor_round_trip() -> None:
     start = datetime(2026, 11, 1, tzinfo=UTC)
     cursor = Cursor(
         "etag", "https://dav.example.com/alice/cal/", Window(start, start + timedelta(days=60)),
-        etags={"/alice/cal/a.ics": '"1"'}, series={"/alice/cal/s.ics": ["20261101T090000Z"]},
+        ctag="3145", etags={"/alice/cal/a.ics": '"1"'},
+        series={"/alice/cal/s.ics": ["20261101T090000Z"]},
     )  # fmt: skip
     assert Cursor.decode(cursor.encode()) == cursor
+    assert cursor.encode() == Cursor.decode(cursor.encode()).encode()  # unchanged stays equal
 
 
 @pytest.mark.parametrize("text", ["", "graph-delta-link", "caldav1:!!!", "caldav1:eJwDAAAAAAE="])
