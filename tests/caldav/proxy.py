@@ -2,8 +2,8 @@
 
 It counts requests at the server side (request budgets, the benchmark), requires a bearer
 token and forwards with the server's Basic credentials (Radicale has no bearer auth), serves
-TLS with a test CA, hides sync-collection (a server without RFC 6578) and injects faults
-(5xx, 429 with Retry-After).
+TLS with a test CA, hides sync-collection (a server without RFC 6578) or the collection's
+ctag, and injects faults (5xx, 429 with Retry-After).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ _HOP_BY_HOP = {
     "host", "te", "trailer", "upgrade", "authorization",
 }  # fmt: skip
 _SYNC_TOKEN = re.compile(rb"<([\w]+:)?sync-token>[^<]*</([\w]+:)?sync-token>")
+_CTAG = re.compile(rb"<([\w]+:)?getctag>[^<]*</([\w]+:)?getctag>")
 _SYNC_REPORT = re.compile(
     rb"<([\w]+:)?supported-report><([\w]+:)?report><([\w]+:)?sync-collection\s*/>"
     rb"</([\w]+:)?report></([\w]+:)?supported-report>"
@@ -45,6 +46,7 @@ class DavProxy:
     upstream_auth: str | None = None  # Authorization header to send upstream
     bearer: str | None = None  # when set, clients must send "Bearer <bearer>"
     no_sync_collection: bool = False  # REPORT sync-collection -> 501, sync-token hidden
+    no_ctag: bool = False  # CS:getctag hidden (left empty) in PROPFIND answers
     faults: list[Fault] = field(default_factory=list)
     requests: int = 0
     by_method: Counter[str] = field(default_factory=Counter)
@@ -107,4 +109,6 @@ class DavProxy:
             }
             if self.no_sync_collection and request.method == "PROPFIND":
                 data = _SYNC_REPORT.sub(b"", _SYNC_TOKEN.sub(b"", data))
+            if self.no_ctag and request.method == "PROPFIND":
+                data = _CTAG.sub(b"", data)
             return web.Response(status=upstream.status, headers=out_headers, body=data)

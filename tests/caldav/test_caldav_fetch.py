@@ -228,6 +228,25 @@ async def test_an_unchanged_calendar_costs_one_request_once_its_ctag_is_confirme
     assert [e.remote_id for e in changed.changed] == [other]
 
 
+async def test_without_a_ctag_each_pass_is_one_sync_collection_report(
+    dav: CalDAVProvider, phone: Phone, radicale_collection: str, radicale_proxy: DavProxy
+) -> None:
+    radicale_proxy.no_ctag = True
+    cal = cal_for(radicale_collection)
+    cursor = (await dav.fetch(cal, WINDOW, None)).cursor
+    costs = []
+    for _ in range(2):
+        before = radicale_proxy.requests
+        again = await dav.fetch(cal, WINDOW, cursor)
+        assert (again.changed, again.deleted) == ([], [])
+        costs.append(radicale_proxy.requests - before)
+        cursor = again.cursor
+    assert costs == [1, 1] and radicale_proxy.by_method["PROPFIND"] == 2  # the first fetch's
+
+    href = await phone.create_external(cal, EventData("A", NOW, NOW + timedelta(hours=1)))
+    assert [e.remote_id for e in (await dav.fetch(cal, WINDOW, cursor)).changed] == [href]
+
+
 async def test_an_event_the_hub_wrote_and_the_phone_deleted_is_reported_although_the_ctag_is_back(
     dav: CalDAVProvider, phone: Phone, radicale_collection: str, radicale_proxy: DavProxy
 ) -> None:
