@@ -373,7 +373,9 @@ class _Reconciler:
     def _request_lookups(self) -> None:
         inp = self.inp
         if inp.found is None:
-            self.plan.find = sorted(s.appointment_id for s in inp.statuses if s.state == CREATING)
+            find = {s.appointment_id for s in inp.statuses if s.state == CREATING}
+            find.update(self._unlinked_tombstones())
+            self.plan.find = sorted(find)
         if inp.looked_up is not None:
             return
         need: list[str] = []
@@ -388,6 +390,27 @@ class _Reconciler:
             if rid in self.left or status.state == STALE or inp.fetch.full:
                 need.append(rid)
         self.plan.get = sorted(set(need))
+
+    def _unlinked_tombstones(self) -> set[str]:
+        """Deleted appointments that were meant to be pushed but have no status row.
+
+        Either they never reached the remote side, or their status row was lost (a lost status
+        table, or a pass that failed before it re-linked everything). Only a lookup by hub id
+        tells which: purging on a guess would leave the remote event orphaned forever.
+        """
+        inp = self.inp
+        if inp.read_only:
+            return set()
+        tagged = {e.hub_id for e in self.remote.values() if e.hub_id}
+        return {
+            a.id
+            for a in inp.appointments.values()
+            if a.deleted
+            and a.push_state is PushState.SYNC
+            and a.agent_id == inp.agent.id
+            and a.id not in self.by_appt
+            and a.id not in tagged
+        }
 
     def _merge_lookups(self) -> None:
         for rid, event in (self.inp.looked_up or {}).items():
@@ -744,6 +767,23 @@ class _Reconciler:
         """A hub appointment with no status row and no remote event found for it."""
         inp = self.inp
         if appt.deleted:
+            event = self.found.get(appt.id)
+            if event is not None and event.remote_id not in self.handled_remote:
+                self.handled_remote.add(event.remote_id)
+                if self._edited_since(appt, event):
+                    # An edit beats the hub's delete, as for any unlinked tagged event.
+                    self._owned(None, appt, event, gone=False, dirty=True)
+                else:
+                    self.plan.remote_deletes.append(
+                        RemoteDeleteAction(
+                            "remote-delete",
+                            event.remote_id,
+                            event.version,
+                            appointment_id=appt.id,
+                            purge=True,
+                        )
+                    )
+                return
             self.plan.hub.append(HubAction("purge", appt.id, purge=True))
             return
         if appt.kind is Kind.EXTERNAL:

@@ -372,6 +372,26 @@ def test_crashed_create_that_never_happened_is_created_again() -> None:
     assert sorted(plan.labels()) == ["create", "forget"]
 
 
+def test_tombstone_without_status_is_looked_up_before_it_is_purged() -> None:
+    # Its status row was lost: only a lookup by hub id tells "never pushed" from "pushed".
+    gone = A.evolve(deleted=True, version=2)
+    case = Case([gone], [])
+    assert case.plan().find == ["a1"]
+    found = remote_of(A, "r7", "v3")
+    plan = reconcile(replace(case.input(), found={"a1": found}, looked_up={}))
+    assert [(d.label, d.remote_id, d.purge) for d in plan.remote_deletes] == [
+        ("remote-delete", "r7", True)
+    ]
+    never_pushed = reconcile(replace(case.input(), found={}, looked_up={}))
+    assert never_pushed.labels() == ["purge"] and never_pushed.remote_deletes == []
+
+
+def test_local_tombstone_is_purged_without_a_lookup() -> None:
+    gone = A.evolve(deleted=True, push_state=PushState.LOCAL)
+    plan = Case([gone], []).plan()
+    assert plan.find == [] and plan.labels() == ["purge"]
+
+
 def test_tagged_event_without_status_is_linked_not_imported() -> None:
     plan = Case([A], [], FetchResult([remote_of(A)]), {"import_external": True}).plan()
     assert plan.labels() == ["link"] and plan.pushes == []
