@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -41,6 +41,7 @@ from hub.model import (
     RemoteDelete,
     SyncStatus,
 )
+from hub.plan import HubAction, Plan, PushAction, RemoteDeleteAction, Skip
 from hub.spec import PRIVATE_SUBJECT, EventData, FetchResult, RemoteEvent, Window, as_utc
 
 Render = Callable[[Appointment], EventData]
@@ -84,134 +85,6 @@ class ReconcileInput:
     status_lost: bool = False  # the status table was lost since the last pass
     looked_up: Mapping[str, RemoteEvent | None] | None = None
     found: Mapping[str, RemoteEvent] | None = None
-
-
-# --------------------------------------------------------------------------- the plan
-
-
-@dataclass(slots=True)
-class HubAction:
-    """A change on the hub side only, written in one transaction.
-
-    ``label``: import, pull (external changed), flow-back, link, status (version refresh),
-    hub-delete (remote deleted, follow), unimport (import off), forget (both sides gone),
-    purge (tombstone with nothing remote), undelete (remote edit beats hub delete).
-    """
-
-    label: str
-    appointment_id: str
-    put: Appointment | None = None
-    delete: bool = False  # tombstone and purge the appointment (its status rows go with it)
-    purge: bool = False  # purge an existing tombstone
-    status: SyncStatus | None = None
-    drop_status: bool = False
-    conflict: Conflict | None = None
-    audit: tuple[str, dict[str, Any]] | None = None
-    expect_version: int | None = None  # the hub version planned from (default: put's)
-
-    @property
-    def planned_version(self) -> int | None:
-        """The appointment version this action was planned from: the engine skips the
-        action when the appointment changed in the meantime (the next pass re-plans it)."""
-        if self.expect_version is not None:
-            return self.expect_version
-        return self.put.version if self.put is not None else None
-
-
-@dataclass(slots=True)
-class PushAction:
-    """A create (``remote_id is None``) or an update with its precondition ``version``.
-
-    After the provider accepted it, the engine writes ``hub_put`` (the hub side of a flow-back),
-    the final status row and ``conflict`` in one transaction. ``label``: create, restore,
-    update, flow-back (A/B content pushed again with the remote's times), conflict-hub,
-    conflict-remote.
-    """
-
-    label: str
-    appointment_id: str
-    data: EventData
-    remote_id: str | None = None
-    version: str | None = None
-    hub_put: Appointment | None = None
-    conflict: Conflict | None = None
-    audit: tuple[str, dict[str, Any]] | None = None
-    hub_hash: str = field(init=False, default="")
-
-    def __post_init__(self) -> None:
-        # Hashed once here: the engine needs it for the creating row and the final row.
-        self.hub_hash = self.data.content_hash()
-
-    @property
-    def is_create(self) -> bool:
-        return self.remote_id is None
-
-
-@dataclass(slots=True)
-class RemoteDeleteAction:
-    """Delete a remote event with its precondition, then forget it on the hub side.
-
-    ``appointment_id`` is None for a stray event (a duplicate, or an orphan whose hub
-    appointment was purged) that has no status row. ``purge`` removes the hub tombstone;
-    ``drop_status`` removes the status row while the appointment stays (no longer pushed).
-    """
-
-    label: str
-    remote_id: str
-    version: str | None
-    appointment_id: str | None = None
-    purge: bool = False
-    drop_status: bool = False
-    conflict: Conflict | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Skip:
-    """An item left out of this pass, with the reason shown to administrators."""
-
-    item: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.item}: {self.reason}"
-
-
-@dataclass(slots=True)
-class Plan:
-    """The outcome of :func:`reconcile`.
-
-    When ``get`` or ``find`` is non-empty the plan is incomplete: ask the provider and
-    reconcile again. ``stop`` is set when the pass must not go on (the reason);
-    ``used_empty_override`` tells the engine to clear a one-shot override.
-    """
-
-    hub: list[HubAction] = field(default_factory=list)
-    remote_deletes: list[RemoteDeleteAction] = field(default_factory=list)
-    pushes: list[PushAction] = field(default_factory=list)
-    skipped: list[Skip] = field(default_factory=list)
-    get: list[str] = field(default_factory=list)
-    find: list[str] = field(default_factory=list)
-    stop: str | None = None
-    used_empty_override: bool = False
-
-    @property
-    def needs_lookup(self) -> bool:
-        return bool(self.get or self.find)
-
-    @property
-    def empty(self) -> bool:
-        return not (self.hub or self.remote_deletes or self.pushes)
-
-    def labels(self) -> list[str]:
-        """Every action's label (tests and counts)."""
-        return [a.label for a in (*self.hub, *self.remote_deletes, *self.pushes)]
-
-    def conflicts(self) -> list[Conflict]:
-        return [
-            a.conflict
-            for a in (*self.hub, *self.remote_deletes, *self.pushes)
-            if a.conflict is not None
-        ]
 
 
 # --------------------------------------------------------------------------- helpers

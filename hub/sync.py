@@ -33,17 +33,8 @@ from hub.backoff import RetryPolicy, Sleep, retry
 from hub.config import HubSettings
 from hub.metrics import Metrics
 from hub.model import Agent, Appointment, CalendarState, PassResult, Request, SyncStatus
-from hub.reconcile import (
-    CREATING,
-    STALE,
-    HubAction,
-    Plan,
-    PushAction,
-    ReconcileInput,
-    RemoteDeleteAction,
-    reconcile,
-    wanted_appointment_ids,
-)
+from hub.plan import HubAction, Plan, PushAction, RemoteDeleteAction
+from hub.reconcile import CREATING, STALE, ReconcileInput, reconcile, wanted_appointment_ids
 from hub.render import render_event
 from hub.spec import (
     AuthError,
