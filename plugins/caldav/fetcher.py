@@ -68,7 +68,7 @@ class SyncUnavailable(Exception):
 def sync_unavailable_notice(collection: Collection) -> str:
     return (
         f"CalDAV server has no sync-collection (RFC 6578) for {collection.url}: using an etag "
-        "listing (PROPFIND depth 1), so each pass lists every event's etag"
+        "listing (PROPFIND depth 1), so each pass that finds a change lists every event's etag"
     )
 
 
@@ -202,6 +202,8 @@ class Fetcher:
     ) -> FetchResult:
         """Every event in the window, and a cursor for the next incremental fetch."""
         self._trusted.pop(collection.url, None)  # the listing may be newer than its ctag
+        # The ctag is read before the token and the listing: a change landing in between is
+        # listed again next time (the ctag moved), never missed.
         ctag = await self.ctag(collection)
         props = await self.collection_props(collection)
         for path in [p for p in self.written if p.startswith(collection.path)]:
