@@ -30,6 +30,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Literal, Protocol
 
 import pluggy
@@ -418,6 +419,27 @@ def calhub_register_providers(register: ProviderRegistry) -> None:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def retry_after_seconds(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
+    """Seconds to wait from an HTTP ``Retry-After`` header (delta-seconds or an HTTP date),
+    None when absent or unreadable. Header names are matched case-insensitively, so plain
+    dicts work as well as multidicts; providers put the result in TransientError.retry_after.
+    """
+    raw = next((str(v) for k, v in headers.items() if k.lower() == "retry-after"), "").strip()
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def as_utc(value: datetime | date) -> datetime:

@@ -8,8 +8,6 @@ whichever operation met it. Messages name the operation and the resource, never 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
 from hub.spec import (
     AuthError,
@@ -19,25 +17,10 @@ from hub.spec import (
     ProviderError,
     TransientError,
 )
+from hub.spec import retry_after_seconds as retry_after
 
 # Statuses that say "try again later" rather than "this request is wrong".
 _TRANSIENT = {408, 425, 429, 500, 502, 503, 504}
-
-
-def retry_after(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date), or None."""
-    raw = headers.get("Retry-After", "").strip()
-    if not raw:
-        return None
-    if raw.isdigit():
-        return float(raw)
-    try:
-        when = parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def error_for(

@@ -8,8 +8,6 @@ exceptions (azure-identity, httpx) go through :func:`error_for_exception`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from hub.spec import (
@@ -21,6 +19,7 @@ from hub.spec import (
     ProviderError,
     TransientError,
 )
+from hub.spec import retry_after_seconds as retry_after
 
 _CURSOR_CODES = {"syncstatenotfound", "resyncrequired", "syncstateinvalid"}
 _PRECONDITION_CODES = {"errorirresolvableconflict", "preconditionfailed"}
@@ -81,31 +80,6 @@ def error_for_exception(exc: BaseException, *, what: str) -> ProviderError:
     if isinstance(exc, ServiceRequestError | httpx.TransportError | TimeoutError | OSError):
         return TransientError(f"{what}: {name}: {_first_line(exc)}")
     return PermanentError(f"{what}: {name}: {_first_line(exc)}")
-
-
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date), None if absent."""
-    raw = _header(headers, "retry-after")
-    if not raw:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    for key, value in headers.items():
-        if key.lower() == name:
-            return str(value)
-    return None
 
 
 def _code_and_message(body: Any) -> tuple[str, str]:
