@@ -73,6 +73,7 @@ from hub.model import (
     PushState,
     RemoteDelete,
     Request,
+    SyncStatus,
 )
 from hub.render import render_event
 from hub.scheduler import Scheduler
@@ -145,8 +146,13 @@ class Ledger:
     starts: dict[str, set[datetime]] = field(default_factory=dict)  # every start ever set
     # An edit made on one side while the other side's delete was not carried out yet: it
     # must survive, or the engine must record the conflict (unless that side deleted too).
+    # It counts only when it leaves content other than what the engine last synced (a
+    # move there and back again is no edit): ``synced`` holds the edited side's content
+    # hash from the status row when the delete happened, ``edited`` the hash after the edit.
     agent_edits_of_hub_deleted: set[str] = field(default_factory=set)
     hub_edits_of_remote_deleted: set[str] = field(default_factory=set)
+    synced: dict[str, str | None] = field(default_factory=dict)
+    edited: dict[str, str] = field(default_factory=dict)
     # Appointments whose pair was forgotten (lost status table, or a create whose answer a
     # crash lost) before the engine saw the change: without the last-synced state, "deleted
     # on one side" and "never synced" look the same (vdirsyncer has the same limit), so a
@@ -155,6 +161,26 @@ class Ledger:
 
     def start_set(self, appt_id: str, start: Any) -> None:
         self.starts.setdefault(appt_id, set()).add(start)
+
+    def raced(self) -> set[str]:
+        """Appointments whose edit really raced the other side's delete."""
+        candidates = self.agent_edits_of_hub_deleted | self.hub_edits_of_remote_deleted
+        return {
+            a
+            for a in candidates
+            if self.synced.get(a) is not None and self.edited.get(a) != self.synced[a]
+        }
+
+    def settled(self, alive: set[str]) -> None:
+        """Sync converged and was checked: that state is the new baseline."""
+        self.amnesia.clear()
+        self.agent_edits_of_hub_deleted.clear()
+        self.hub_edits_of_remote_deleted.clear()
+        self.synced.clear()
+        self.edited.clear()
+        # A delete that was undone (restored, or kept by a conflict) is history now.
+        self.hub_deleted -= alive
+        self.remote_deleted -= alive
 
 
 def note(text: str) -> None:
@@ -334,20 +360,35 @@ class SyncMachine(RuleBasedStateMachine):
     def _hub_edit(self, appt_id: str, change: Callable[[Appointment], Appointment]) -> None:
         self.tick()
 
-        async def go() -> Appointment | None:
+        async def go() -> tuple[Appointment, str] | None:
             assert self.store is not None
             current = await self.store.get_appointment(appt_id)
             if current is None:
                 return None  # deleted meanwhile, on either side
             async with self.store.transaction("api") as tx:
-                return await tx.put_appointment(change(current))
+                stored = await tx.put_appointment(change(current))
+            return stored, await self._render_hash(stored)
 
-        stored = self.run(go)
-        if stored is not None:
+        done = self.run(go)
+        if done is not None:
+            stored, rendered = done
             self.ledger.start_set(appt_id, stored.start)
             gone = all(e.hub_id != appt_id for e in self.remote_events(stored.agent_id))
             if appt_id in self.ledger.remote_deleted and gone:
                 self.ledger.hub_edits_of_remote_deleted.add(appt_id)
+                self.ledger.edited[appt_id] = rendered
+
+    async def _render_hash(self, appt: Appointment) -> str:
+        assert self.store is not None
+        agent = await self.store.get_agent(appt.agent_id)
+        assert agent is not None
+        request = await self.store.get_request(appt.request_id) if appt.request_id else None
+        return render_event(appt, agent, request, self.settings).content_hash()
+
+    async def _synced_row(self, agent_id: str, appt_id: str) -> SyncStatus | None:
+        assert self.store is not None
+        rows = await self.store.list_status(agent_id, ACCOUNT)
+        return next((r for r in rows if r.appointment_id == appt_id), None)
 
     def hub_move(self, appt_id: str, shift: int) -> None:
         delta = timedelta(hours=shift)
@@ -360,18 +401,21 @@ class SyncMachine(RuleBasedStateMachine):
     def hub_delete(self, appt_id: str) -> None:
         self.tick()
 
-        async def go() -> bool:
+        async def go() -> tuple[bool, SyncStatus | None]:
             assert self.store is not None
+            row = await self._synced_row(self.ledger.created[appt_id], appt_id)
             async with self.store.transaction("api") as tx:
                 if await tx.get_appointment(appt_id) is None:
-                    return False
+                    return False, None
                 await tx.delete_appointment(appt_id)
-                return True
+                return True, row
 
-        if self.run(go):
+        deleted, row = self.run(go)
+        if deleted:
             note("hub delete")
             self.ledger.hub_deleted.add(appt_id)
             self.ledger.hub_edits_of_remote_deleted.discard(appt_id)
+            self.ledger.synced[appt_id] = row.remote_hash if row else None
 
     # ------------------------------------------------------------------ the agents' side
 
@@ -394,13 +438,16 @@ class SyncMachine(RuleBasedStateMachine):
         delta = timedelta(hours=shift)
         start, end = event.data.start + delta, event.data.end + delta  # type: ignore[operator]
         self.server.move(cal_of(agent_id), event.remote_id, start, end)
-        self._agent_edited(event)
+        self._agent_edited(agent_id, event)
         if event.hub_id:
             self.ledger.start_set(event.hub_id, start)
 
-    def _agent_edited(self, event: StoredEvent) -> None:
+    def _agent_edited(self, agent_id: str, event: StoredEvent) -> None:
         if event.hub_id in self.ledger.hub_deleted:
             self.ledger.agent_edits_of_hub_deleted.add(event.hub_id)
+            now = self.server.get_event(cal_of(agent_id), event.remote_id)
+            assert now is not None
+            self.ledger.edited[event.hub_id] = now.data.content_hash()
 
     def agent_move(self, pick: int, shift: int) -> None:
         self.tick()
@@ -416,7 +463,7 @@ class SyncMachine(RuleBasedStateMachine):
             data = replace(event.data, subject=f"{word} (edited on the phone)")
             self.server.edit(cal_of(agent_id), event.remote_id, data)
             if event.hub_id in self.ledger.manual:  # A/B subjects do not flow back anyway
-                self._agent_edited(event)
+                self._agent_edited(agent_id, event)
 
     @rule(pick=picks)
     def agent_delete(self, pick: int) -> None:
@@ -427,8 +474,23 @@ class SyncMachine(RuleBasedStateMachine):
             self.server.delete(cal_of(agent_id), event.remote_id)
             note("agent delete of a hub-owned event" if event.hub_id else "agent delete")
             if event.hub_id:
-                self.ledger.remote_deleted.add(event.hub_id)
-                self.ledger.agent_edits_of_hub_deleted.discard(event.hub_id)
+                self._remote_deleted(agent_id, event.hub_id)
+
+    def _remote_deleted(self, agent_id: str, appt_id: str) -> None:
+        async def go() -> tuple[SyncStatus | None, str | None]:
+            assert self.store is not None
+            row = await self._synced_row(agent_id, appt_id)
+            appt = await self.store.get_appointment(appt_id)
+            return row, (await self._render_hash(appt) if appt is not None else None)
+
+        row, rendered = self.run(go)
+        self.ledger.remote_deleted.add(appt_id)
+        self.ledger.agent_edits_of_hub_deleted.discard(appt_id)
+        self.ledger.synced[appt_id] = row.hub_hash if row else None
+        if rendered is not None and row is not None and rendered != row.hub_hash:
+            # the hub changed it since the last pass: that edit races this delete too
+            self.ledger.hub_edits_of_remote_deleted.add(appt_id)
+            self.ledger.edited[appt_id] = rendered
 
     def agent_breaks_an_event(self, agent_id: str, day: int) -> None:
         self.tick()
@@ -630,9 +692,11 @@ class SyncMachine(RuleBasedStateMachine):
         self.run(self._quiesce)
         self.run(self._check_invariants)
         self.run(self._check_no_change_pass)
-        self.ledger.amnesia.clear()
-        self.ledger.agent_edits_of_hub_deleted.clear()
-        self.ledger.hub_edits_of_remote_deleted.clear()
+        self.ledger.settled(self.run(self._alive))
+
+    async def _alive(self) -> set[str]:
+        assert self.store is not None
+        return {a.id for a in await self.store.list_appointments()}
 
     async def _audit_count(self) -> int:
         assert self.store is not None
@@ -700,6 +764,7 @@ class SyncMachine(RuleBasedStateMachine):
             for c in await self.store.list_conflicts(agent_id=agent.id, limit=100_000)
         }
         mine = {a for a, who in self.ledger.created.items() if who == agent.id}
+        raced = self.ledger.raced()
         for appt_id in mine:
             deleted_here = appt_id in self.ledger.hub_deleted
             deleted_there = appt_id in self.ledger.remote_deleted
@@ -710,7 +775,6 @@ class SyncMachine(RuleBasedStateMachine):
                 continue
             if deleted_here and alive:
                 assert appt_id in conflicts, f"{appt_id} deleted in the hub came back silently"
-            raced = self.ledger.agent_edits_of_hub_deleted | self.ledger.hub_edits_of_remote_deleted
             if appt_id in raced and not alive:
                 assert appt_id in conflicts, f"{appt_id}: an edit racing a delete was lost"
             if deleted_there and alive and not deleted_here:
