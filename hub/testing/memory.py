@@ -82,6 +82,7 @@ class MemoryProvider(Provider):
         Option("max_batch", int, default=DEFAULT_MAX_BATCH, help="items per push request"),
     )
     supports_delta: ClassVar[bool] = True
+    max_batch: ClassVar[int] = DEFAULT_MAX_BATCH  # the default; the option sets it per account
     client_ids: ClassVar[bool] = False
 
     def __init__(self, account: AccountConfig, telemetry: Telemetry | None = None) -> None:
