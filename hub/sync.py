@@ -13,17 +13,23 @@
 - transient errors are retried with :mod:`hub.backoff`; when retries run out the pass ends
   ``failed``. An auth error ends it ``needs-attention``. The cursor is stored only after the
   plan was applied, so a pass that ended early is repeated from the same point;
-- a pass with nothing to do writes nothing (the calendar state only when it changed).
+- a pass with nothing to do writes nothing (the calendar state only when it changed);
+- the quiet path: when the last pass was clean (nothing skipped or left for later), the
+  agent's hub change counter (:meth:`hub.store.base.Store.get_hub_seq`) and the settings are
+  what that pass saw, and the incremental fetch reports nothing, neither side changed: the
+  pass stores the new cursor (if any) and skips reading the hub and reconciling.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -67,6 +73,8 @@ MAX_NOTICES = 50  # skipped items kept in the calendar state
 IMPORT_FLAG = "import_external"  # stats key: the import setting the stored cursor was taken with
 PAIRS = "pairs"  # stats key: 1 when the status table had rows after the last pass
 WINDOW_DAY = "window_day"  # stats key: the first day of the window the cursor was taken with
+CLEAN_SEQ = "clean_hub_seq"  # stats key: the agent's hub_seq after the last clean pass
+SETTINGS_HASH = "settings_hash"  # stats key: fingerprint of what that pass rendered with
 
 
 @dataclass(slots=True)
@@ -110,6 +118,19 @@ def _span(data: EventData) -> tuple[datetime, datetime]:
     return as_utc(data.start), as_utc(data.end)
 
 
+def _quiet(fetch: FetchResult) -> bool:
+    """Whether an incremental fetch reported no change at all (its cursor aside)."""
+    return not (fetch.full or fetch.changed or fetch.deleted or fetch.left_window or fetch.skipped)
+
+
+def settings_fingerprint(settings: HubSettings, agent: Agent, account: str, read_only: bool) -> int:
+    """A digest of everything a pass renders and decides with besides the hub records: a
+    change of the settings (templates, reminders, time zone, policies, window) or of the
+    agent makes the next pass reconcile in full. 48 bits: exact in any JSON reader."""
+    text = repr((asdict(settings), asdict(agent), account, read_only))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:6], "big")
+
+
 class AgentSync:
     """Runs sync passes of agent calendars at one provider account (one pass at a time per
     agent: the scheduler guarantees it)."""
@@ -151,8 +172,9 @@ class AgentSync:
         state = replace(state, notices=list(state.notices), stats=dict(state.stats))
         tally = _Tally()
         error_kind = ""
+        one = _Pass(self, agent, state, tally, allow_empty, started)
         try:
-            await _Pass(self, agent, state, tally, allow_empty, started).run(result)
+            await one.run(result)
         except AuthError as exc:
             result.result, error_kind = "needs-attention", "auth"
             result.error = f"authentication refused: {exc.message}"
@@ -170,6 +192,7 @@ class AgentSync:
         result.requests = tally.requests
         result.finished_at = self.clock()
         self._finish_state(state, result, tally)
+        self._mark_clean(state, agent, one.clean_seq if result.result == "ok" else None)
         if _persisted(state) != before:
             state.last_pass_at = result.finished_at
             async with self.store.transaction(self.origin) as tx:
@@ -188,6 +211,20 @@ class AgentSync:
             state.needs_attention and result.result != "ok"
         )
         state.notices = (tally.notices + tally.skipped)[:MAX_NOTICES]
+
+    def _mark_clean(self, state: CalendarState, agent: Agent, seq: int | None) -> None:
+        """Record what a clean pass saw, so the next one may take the quiet path; forget it
+        after any other pass."""
+        if seq is None:
+            state.stats.pop(CLEAN_SEQ, None)
+            state.stats.pop(SETTINGS_HASH, None)
+        else:
+            state.stats[CLEAN_SEQ] = seq
+            state.stats[SETTINGS_HASH] = self.fingerprint(agent)
+
+    def fingerprint(self, agent: Agent) -> int:
+        """What :func:`settings_fingerprint` makes of this engine's passes of ``agent``."""
+        return settings_fingerprint(self.settings, agent, self.account, self.provider.read_only)
 
     # ------------------------------------------------------------------ provider calls
 
@@ -226,6 +263,10 @@ class _Pass:
         self.cal = CalendarRef(agent.id, agent.email, agent.calendar)
         self.window: Window = sync_window(now, self.settings.days_past, self.settings.days_future)
         self.statuses: dict[str, SyncStatus] = {}
+        # The agent's hub_seq as far as this pass accounts for it (its own writes included);
+        # None once a change by someone else may have slipped in.
+        self.seq: int | None = None
+        self.clean_seq: int | None = None  # set when the pass ends clean
         self.import_on = (
             agent.import_external
             if agent.import_external is not None
@@ -233,10 +274,21 @@ class _Pass:
         )
 
     async def run(self, result: PassResult) -> None:
+        # Read before anything of the hub: a change committed after this read moves the
+        # counter past the value this pass records.
+        self.seq = await self.store.get_hub_seq(self.agent.id)
+        fetch: FetchResult | None = None
+        if self._quiet_possible():
+            fetch = await self._fetch(self.state.cursor)
+            if _quiet(fetch):
+                self._take_cursor(fetch)
+                self.clean_seq = self.seq
+                return
         statuses = await self.store.list_status(self.agent.id, self.account)
         self.statuses = {s.appointment_id: s for s in statuses}
-        cursor = self.state.cursor if self._cursor_usable(statuses) else None
-        fetch = await self._fetch(cursor)
+        usable = self._cursor_usable(statuses)
+        if fetch is None or (not usable and not fetch.full):
+            fetch = await self._fetch(self.state.cursor if usable else None)
         appts = await self._load(statuses, fetch, ())
         inp = ReconcileInput(
             agent=self.agent,
@@ -279,8 +331,33 @@ class _Pass:
         if not plan.empty:
             statuses = await self.store.list_status(self.agent.id, self.account)
         self._advance(fetch, plan, statuses)
+        if self._clean(statuses):
+            self.clean_seq = self.seq
 
-    def _cursor_usable(self, statuses: Sequence[SyncStatus]) -> bool:
+    def _quiet_possible(self) -> bool:
+        """Whether the hub side is exactly what the last clean pass left (see the module
+        docstring): then only the provider can have something new."""
+        stats = self.state.stats
+        return (
+            self.seq is not None
+            and stats.get(CLEAN_SEQ) == self.seq
+            and stats.get(SETTINGS_HASH) == self.engine.fingerprint(self.agent)
+            and self.state.last_result == "ok"
+            and not (self.allow_empty or self.state.allow_empty_once)
+            and self._cursor_trusted()
+        )
+
+    def _clean(self, statuses: Sequence[SyncStatus]) -> bool:
+        """Whether this pass left nothing for the next one to finish: no skipped item, no
+        write left for a re-plan, no create in flight or pair to re-read."""
+        return (
+            not self.tally.skipped
+            and not self.tally.counts["replan"]
+            and not any(s.state in (CREATING, STALE) for s in statuses)
+        )
+
+    def _cursor_trusted(self) -> bool:
+        """The checks of :meth:`_cursor_usable` that need no status rows."""
         state = self.state
         if state.cursor is None or state.account != self.account:
             return False
@@ -288,25 +365,29 @@ class _Pass:
             return False
         if self.import_on and not state.stats.get(IMPORT_FLAG):
             return False  # externals that passed unseen while import was off: list them all
-        if state.stats.get(WINDOW_DAY) != self.window.start.toordinal():
-            # A new day moved the window: what entered it was never reported by a delta
-            # taken over the old one (whether the provider notices or not).
-            return False
+        # A new day moved the window: what entered it was never reported by a delta taken
+        # over the old one (whether the provider notices or not).
+        return state.stats.get(WINDOW_DAY) == self.window.start.toordinal()
+
+    def _cursor_usable(self, statuses: Sequence[SyncStatus]) -> bool:
         # The status table was lost (or wiped): a full listing lets tagged events be linked.
-        return bool(statuses) or not state.stats.get(PAIRS)
+        return self._cursor_trusted() and (bool(statuses) or not self.state.stats.get(PAIRS))
+
+    def _take_cursor(self, fetch: FetchResult) -> None:
+        if fetch.cursor != self.state.cursor:
+            self.state.cursor = fetch.cursor
+            self.state.cursor_at = self.now
+        self.tally.notices.extend(fetch.notices)
 
     def _advance(self, fetch: FetchResult, plan: Plan, statuses: Sequence[SyncStatus]) -> None:
         state = self.state
-        if fetch.cursor != state.cursor:
-            state.cursor = fetch.cursor
-            state.cursor_at = self.now
+        self._take_cursor(fetch)
         state.account = self.account
         state.calendar = self.agent.calendar
         state.stats[IMPORT_FLAG] = int(self.import_on)
         state.stats[WINDOW_DAY] = self.window.start.toordinal()
         if plan.used_empty_override:
             state.allow_empty_once = False
-        self.tally.notices.extend(fetch.notices)
         state.stats[PAIRS] = int(bool(statuses))
 
     # ------------------------------------------------------------------ reading
@@ -399,6 +480,17 @@ class _Pass:
 
     # ------------------------------------------------------------------ applying
 
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Tx]:
+        """A write transaction of the engine that keeps :attr:`seq` in step with its own
+        writes: the counter is read as the transaction starts and as it ends, and when it
+        started where this pass left it, nobody else wrote in between."""
+        async with self.store.transaction(self.engine.origin) as tx:
+            before = await tx.get_hub_seq(self.agent.id)
+            yield tx
+            after = await tx.get_hub_seq(self.agent.id)
+        self.seq = after if self.seq is not None and before == self.seq else None
+
     async def _apply(self, plan: Plan) -> None:
         await self._apply_hub(plan.hub)
         for action in plan.remote_deletes:
@@ -410,7 +502,7 @@ class _Pass:
     async def _apply_hub(self, actions: Sequence[HubAction]) -> None:
         for chunk in _chunks(actions, HUB_CHUNK):
             try:
-                async with self.store.transaction(self.engine.origin) as tx:
+                async with self._transaction() as tx:
                     written = [action for action in chunk if await self._write_hub(tx, action)]
             except Exception:
                 if len(chunk) == 1:
@@ -419,7 +511,7 @@ class _Pass:
                 # Find the bad one: each action on its own, so the rest still commits.
                 for action in chunk:
                     try:
-                        async with self.store.transaction(self.engine.origin) as tx:
+                        async with self._transaction() as tx:
                             done = await self._write_hub(tx, action)
                     except Exception:
                         self._hub_failed(action)
@@ -504,13 +596,13 @@ class _Pass:
             self.tally.counts["replan"] += 1
             log.info("sync: delete of %s refused (%s); re-planned", action.remote_id, exc)
             if action.appointment_id is not None and action.appointment_id in self.statuses:
-                async with self.store.transaction(self.engine.origin) as tx:
+                async with self._transaction() as tx:
                     await tx.put_status(self._stale(action.appointment_id, action.remote_id))
             return
         except PermanentError as exc:
             self.tally.skip(action.appointment_id or action.remote_id, exc.message)
             return
-        async with self.store.transaction(self.engine.origin) as tx:
+        async with self._transaction() as tx:
             if action.conflict is not None:
                 await tx.add_conflict(action.conflict)
             appt_id = action.appointment_id
@@ -529,7 +621,7 @@ class _Pass:
         if creates:
             # Committed before the remote call: a crash after the create leaves this row,
             # and the next pass looks the event up by hub id instead of creating it again.
-            async with self.store.transaction(self.engine.origin) as tx:
+            async with self._transaction() as tx:
                 await tx.put_statuses([self._creating(a) for a in creates])
                 # A create's conflict is recorded with the decision: after a crash the next
                 # pass links the event and would have no reason to record it again.
@@ -610,7 +702,7 @@ class _Pass:
                 if action.is_create:
                     dropped.append(action.appointment_id)
         if done or stale or dropped:
-            async with self.store.transaction(self.engine.origin) as tx:
+            async with self._transaction() as tx:
                 for action, res in done:
                     await self._write_pushed(tx, action, res)
                 if stale:

@@ -13,6 +13,11 @@ After a transaction commits, listeners added with :meth:`Store.add_listener` are
 the origin and the ids of the agents whose calendars changed (an appointment, or the agent
 itself, was written or deleted); the scheduler uses this to sync an agent within a second of a
 local change. No call follows a rollback, nor a commit that changed no calendar.
+
+Each agent also has a change counter, :meth:`Store.get_hub_seq`, that the store raises in the
+transaction of every change that concerns the agent's calendar: its appointments, their
+approvals and requests, the agent record, and its sync status rows. The sync engine skips
+reading an unchanged calendar when the counter still has the value its last clean pass saw.
 """
 
 from __future__ import annotations
@@ -129,6 +134,10 @@ class Tx(ABC):
     async def get_agent(self, agent_id: str) -> Agent | None: ...
 
     @abstractmethod
+    async def get_hub_seq(self, agent_id: str) -> int | None:
+        """As :meth:`Store.get_hub_seq`, this transaction's own changes included."""
+
+    @abstractmethod
     async def get_request(self, request_id: str) -> Request | None: ...
 
     @abstractmethod
@@ -194,6 +203,12 @@ class Store(ABC):
     # agents ------------------------------------------------------------------------------
     @abstractmethod
     async def get_agent(self, agent_id: str) -> Agent | None: ...
+
+    @abstractmethod
+    async def get_hub_seq(self, agent_id: str) -> int | None:
+        """The agent's change counter (None for an unknown agent): it grows with every
+        committed change of the agent, its appointments, their approvals and requests, or its
+        sync status rows; nothing else moves it."""
 
     @abstractmethod
     async def get_agent_by_feed_token(self, token: str) -> Agent | None: ...

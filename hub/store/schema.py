@@ -174,7 +174,41 @@ LOOKUP_INDEXES = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (INITIAL_SCHEMA, LOOKUP_INDEXES)
+
+def _bumps(table: str, agents: str) -> tuple[str, ...]:
+    """Triggers adding one to ``hub_seq`` of the agents the query ``agents`` selects (its
+    ``{row}`` is NEW or OLD) after every insert, update and delete of a row of ``table``."""
+    old, new = agents.format(row="OLD"), agents.format(row="NEW")
+    return tuple(
+        f"CREATE TRIGGER hub_seq_{table}_{event.lower()} AFTER {event} ON {table} BEGIN"
+        f" UPDATE agents SET hub_seq = hub_seq + 1 WHERE id IN ({which}); END"
+        for event, which in (("INSERT", new), ("UPDATE", f"{old} UNION {new}"), ("DELETE", old))
+    )
+
+
+HUB_SEQ = Migration(
+    3,
+    "agents.hub_seq: a counter of the changes that concern an agent's calendar",
+    (
+        # The sync engine skips reading an unchanged calendar when this counter still has
+        # the value its last clean pass saw. Triggers rather than code in the store, so that
+        # no write path (a new store method, an operator's SQL) can forget to bump it; the
+        # bump commits or rolls back with the change itself.
+        "ALTER TABLE agents ADD COLUMN hub_seq INTEGER NOT NULL DEFAULT 0",
+        # The agent record itself (its hub_seq excepted: that update is the trigger's own).
+        "CREATE TRIGGER hub_seq_agents_update AFTER UPDATE ON agents"
+        " WHEN NEW.hub_seq IS OLD.hub_seq BEGIN"
+        " UPDATE agents SET hub_seq = hub_seq + 1 WHERE id = NEW.id; END",
+        *_bumps("appointments", "SELECT {row}.agent_id"),
+        *_bumps("approvals", "SELECT {row}.agent_id"),
+        # The engine's own bookkeeping: a lost or edited status row must be seen too.
+        *_bumps("sync_status", "SELECT {row}.agent_id"),
+        # A request's subject and customer feed the templates of its appointments.
+        *_bumps("requests", "SELECT agent_id FROM appointments WHERE request_id = {row}.id"),
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (INITIAL_SCHEMA, LOOKUP_INDEXES, HUB_SEQ)
 CURRENT_VERSION = MIGRATIONS[-1].version
 
 

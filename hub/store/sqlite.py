@@ -137,6 +137,10 @@ class _Queries(ABC):
         row = await self._one("SELECT * FROM agents WHERE id = ?", (agent_id,))
         return None if row is None else codec.agent_from_row(row)
 
+    async def get_hub_seq(self, agent_id: str) -> int | None:
+        row = await self._one("SELECT hub_seq FROM agents WHERE id = ?", (agent_id,))
+        return None if row is None else int(row["hub_seq"])
+
     async def get_agent_by_feed_token(self, token: str) -> Agent | None:
         if not token:  # an agent without a token must never match an empty one
             return None
@@ -546,6 +550,10 @@ class SqliteTx(_Queries, Tx):
     async def list_status(self, agent_id: str, account: str) -> list[SyncStatus]:
         await self._write_statuses()
         return await super().list_status(agent_id, account)
+
+    async def get_hub_seq(self, agent_id: str) -> int | None:
+        await self._write_statuses()  # their triggers raise the counter
+        return await super().get_hub_seq(agent_id)
 
     async def put_calendar_state(self, state: CalendarState) -> None:
         row = codec.calendar_state_row(state)

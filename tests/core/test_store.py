@@ -596,6 +596,61 @@ async def test_status_rows(alice: SqliteStore, clock: FakeClock) -> None:
             await tx.put_status(SyncStatus("ghost", "a1", "o365", None, None, None, None))
 
 
+async def test_hub_seq_counts_what_concerns_each_agent_s_calendar(alice: SqliteStore) -> None:
+    await add_agents(alice, "bob")
+    status = SyncStatus("alice", "a1", "o365", "r1", "v1", "h", "h")
+
+    async def moved(write: Any) -> dict[str, bool]:
+        """Which agents' counters the transaction running ``write(tx)`` raised."""
+        before = {a: await alice.get_hub_seq(a) for a in ("alice", "bob")}
+        async with alice.transaction("api") as tx:
+            await write(tx)
+        return {a: (await alice.get_hub_seq(a) or 0) > (before[a] or 0) for a in before}
+
+    alice_only = {"alice": True, "bob": False}
+    nobody = {"alice": False, "bob": False}
+    a1 = appt("a1", request_id="R1")
+    assert await moved(lambda tx: tx.put_appointment(a1)) == alice_only
+    assert await moved(lambda tx: tx.put_appointment(a1)) == nobody  # unchanged: no write
+    assert await moved(lambda tx: tx.put_appointment(appt("b1", "bob"))) == {
+        "alice": False,
+        "bob": True,
+    }
+    # A request feeds the templates of the appointments that refer to it.
+    assert await moved(lambda tx: tx.put_request(Request("R1", subject="Printer"))) == alice_only
+    assert await moved(lambda tx: tx.put_request(Request("R1", subject="Printer"))) == nobody
+    assert await moved(lambda tx: tx.put_request(Request("R2", subject="Other"))) == nobody
+    assert await moved(lambda tx: tx.put_agent(Agent("alice", "Alice Jones"))) == alice_only
+    assert await moved(lambda tx: tx.put_agent(Agent("alice", "Alice Jones"))) == nobody
+    approval = Approval("p1", "a1", "alice", created_at=at(9))
+    assert await moved(lambda tx: tx.add_approval(approval)) == alice_only
+    assert await moved(lambda tx: tx.decide_approval("p1", True, "lead")) == alice_only
+    assert await moved(lambda tx: tx.put_status(status)) == alice_only
+    assert await moved(lambda tx: tx.put_status(status)) == nobody
+    assert await moved(lambda tx: tx.delete_status("alice", "a1", "o365")) == alice_only
+    assert await moved(lambda tx: tx.delete_appointment("a1")) == alice_only
+    assert await moved(lambda tx: tx.purge_appointment("a1")) == alice_only
+    state = CalendarState("alice", "o365", cursor="c1")
+    assert await moved(lambda tx: tx.put_calendar_state(state)) == nobody  # the engine's own
+    assert await alice.get_hub_seq("ghost") is None
+
+
+async def test_hub_seq_moves_with_the_transaction(alice: SqliteStore) -> None:
+    start = await alice.get_hub_seq("alice")
+    assert start is not None
+    async with alice.transaction("sync:o365") as tx:
+        # Buffered status rows count as soon as the transaction reads the counter.
+        await tx.put_status(SyncStatus("alice", "a1", "o365", "r1", "v1", "h", "h"))
+        assert (await tx.get_hub_seq("alice") or 0) > start
+        assert await alice.get_hub_seq("alice") == start  # not committed yet
+    committed = await alice.get_hub_seq("alice")
+    with pytest.raises(RuntimeError):
+        async with alice.transaction("api") as tx:
+            await tx.put_appointment(appt("a2"))
+            raise RuntimeError("rolled back")
+    assert await alice.get_hub_seq("alice") == committed
+
+
 async def test_calendar_state(alice: SqliteStore) -> None:
     await add_agents(alice, "bob")
     state = CalendarState(

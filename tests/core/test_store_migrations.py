@@ -63,10 +63,11 @@ def build_version_1(path: Path) -> None:
         db.close()
 
 
-def index_names(path: Path) -> set[str]:
+def schema_names(path: Path, kind: str) -> set[str]:
+    """The names of the indexes (or triggers, ...) in the database at ``path``."""
     db = sqlite3.connect(path)
     try:
-        rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'index'").fetchall()
+        rows = db.execute("SELECT name FROM sqlite_master WHERE type = ?", (kind,)).fetchall()
         return {name for (name,) in rows}
     finally:
         db.close()
@@ -74,19 +75,21 @@ def index_names(path: Path) -> set[str]:
 
 def test_migrations_are_numbered_in_order() -> None:
     assert [m.version for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1))
-    assert CURRENT_VERSION == MIGRATIONS[-1].version >= 2
+    assert CURRENT_VERSION == MIGRATIONS[-1].version >= 3
 
 
 async def test_new_database_gets_the_current_schema(tmp_path: Path) -> None:
     async with SqliteStore(tmp_path / "new.db") as store:
         assert await store.schema_version() == CURRENT_VERSION
-    assert {"appointments_agent_start", "agents_feed_token"} <= index_names(tmp_path / "new.db")
+    assert {"appointments_agent_start", "agents_feed_token"} <= schema_names(
+        tmp_path / "new.db", "index"
+    )
 
 
 async def test_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
     path = tmp_path / "v1.db"
     build_version_1(path)
-    assert "appointments_request" not in index_names(path)
+    assert "appointments_request" not in schema_names(path, "index")
 
     async with SqliteStore(path) as store:
         assert await store.schema_version() == CURRENT_VERSION
@@ -107,11 +110,13 @@ async def test_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
             "sync_status_appointment",
             "audit_entity",
             "agents_feed_token",
-        } <= index_names(path)
+        } <= schema_names(path, "index")
         assert (await store.get_agent_by_feed_token("unique-token")).id == "alice"  # type: ignore[union-attr]
         assert await store.get_agent_by_feed_token("shared-token") is None
         assert [a.id for a in await store.list_appointments(request_id="r1")] == ["a1"]
         assert [a.id for a in await store.list_appointments(group_id="g1")] == ["a2"]
+        # Migration 3: every agent starts its change counter at 0.
+        assert [await store.get_hub_seq(a) for a in ("alice", "bob", "carol")] == [0, 0, 0]
 
         # The new schema works for writes.
         async with store.transaction("api") as tx:
@@ -127,6 +132,14 @@ async def test_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
             )
         moved = await store.get_appointment("a1")
         assert moved is not None and moved.version == 4
+        # ... and its triggers count them, per agent.
+        assert [await store.get_hub_seq(a) for a in ("alice", "bob", "carol")] == [1, 1, 0]
+        assert {
+            "hub_seq_agents_update",
+            "hub_seq_appointments_insert",
+            "hub_seq_requests_update",
+            "hub_seq_sync_status_delete",
+        } <= schema_names(path, "trigger")
         with pytest.raises(ConstraintError, match="feed token"):
             async with store.transaction("api") as tx:
                 await tx.put_agent(Agent(id="bob", name="Bob", feed_token="unique-token"))
