@@ -532,10 +532,11 @@ class SyncMachine(RuleBasedStateMachine):
     def fault_expire_cursors(self) -> None:
         self.server.expire_cursors()
 
-    @rule(writes=st.integers(min_value=1, max_value=3))
-    def fault_crash_mid_pass(self, writes: int) -> None:
-        """``calhub sync`` dies after the server did a write, before its status commit."""
-        self.tick()
+    @rule(writes=st.integers(min_value=1, max_value=3), agent_id=agent_ids, day=days)
+    def fault_crash_mid_pass(self, writes: int, agent_id: str, day: int) -> None:
+        """``calhub sync`` dies after the server did a write, before its status commit.
+        New work arrives first, so that the pass has at least one write to die after."""
+        self.hub_create(agent_id, day, 10, manual=True, private=False, word="Laptop")
         self.server.crash_after_write(writes)
 
         async def go() -> tuple[bool, set[str]]:
