@@ -58,7 +58,9 @@ def load_plugins(
     pm.add_hookspecs(spec)
     wanted = _selected(env)
     errors: list[PluginLoadError] = []
+    seen: set[str] = set()
     for ep in importlib.metadata.entry_points(group=spec.ENTRY_POINT_GROUP):
+        seen.add(ep.name)
         if wanted is not None and ep.name not in wanted:
             continue
         if pm.get_plugin(ep.name) is not None:
@@ -66,13 +68,15 @@ def load_plugins(
         try:
             module = ep.load()
         except Exception as exc:  # a broken third-party plugin must not stop the hub
-            log.warning("plugin %s failed to load: %s", ep.name, exc)
-            errors.append(PluginLoadError(ep.name, f"{type(exc).__name__}: {exc}"))
+            _refuse(errors, ep.name, f"{type(exc).__name__}: {exc}")
             continue
-        pm.register(module, name=ep.name)
+        _register(pm, module, ep.name, errors)
+    for name in sorted((wanted or set()) - seen):
+        installed = ", ".join(sorted(seen)) or "none"
+        _refuse(errors, name, f"{PLUGINS_ENV} names no installed plugin (installed: {installed})")
     for i, plugin in enumerate(extra):
-        pm.register(plugin, name=getattr(plugin, "__name__", f"extra{i}"))
-    pm.check_pending()
+        _register(pm, plugin, getattr(plugin, "__name__", f"extra{i}"), errors)
+    _drop_pending(pm, errors)
     registry = spec.ProviderRegistry()
     for impl in pm.hook.calhub_register_providers.get_hookimpls():
         registry.current_plugin = impl.plugin_name
@@ -83,3 +87,31 @@ def load_plugins(
             errors.append(PluginLoadError(impl.plugin_name, f"{type(exc).__name__}: {exc}"))
     registry.current_plugin = "?"
     return Plugins(registry=registry, manager=pm, errors=errors)
+
+
+def _refuse(errors: list[PluginLoadError], name: str, reason: str) -> None:
+    log.warning("plugin %s not loaded: %s", name, reason)
+    errors.append(PluginLoadError(name, reason))
+
+
+def _register(
+    pm: pluggy.PluginManager, plugin: object, name: str, errors: list[PluginLoadError]
+) -> None:
+    """Register one plugin; a hookimpl whose arguments the spec does not have is refused."""
+    try:
+        pm.register(plugin, name=name)
+    except pluggy.PluginValidationError as exc:
+        _refuse(errors, name, f"invalid hook implementation: {exc}")
+
+
+def _drop_pending(pm: pluggy.PluginManager, errors: list[PluginLoadError]) -> None:
+    """``check_pending`` catches a misspelt hook; the plugin that has one is unloaded and
+    reported (one third-party typo must not stop every other provider)."""
+    while True:
+        try:
+            pm.check_pending()
+            return
+        except pluggy.PluginValidationError as exc:
+            name = pm.get_name(exc.plugin) or repr(exc.plugin)
+            pm.unregister(exc.plugin)
+            _refuse(errors, name, f"unknown hook: {exc}")
