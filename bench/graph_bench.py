@@ -20,13 +20,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import multiprocessing
-import resource
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -34,6 +31,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere: the bench imports calhub from the checkout
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _report import PhaseResult, cpu_seconds, peak_rss_mb, report  # noqa: E402
 
 from hub.config import Config, HubSettings  # noqa: E402
 from hub.metrics import Metrics  # noqa: E402
@@ -90,46 +90,6 @@ async def _serve(conn: Connection, latency_ms: float, mailboxes: list[str]) -> N
 # --------------------------------------------------------------------------- phases
 
 
-@dataclass
-class Phase:
-    """One measured phase."""
-
-    phase: str
-    agents: int
-    events: int  # events the phase had to move (pushed, or listed)
-    wall_s: float
-    cpu_s: float
-    peak_rss_mb: float
-    requests: int
-    changed: int  # events pushed in this phase
-
-    def record(self) -> dict[str, Any]:
-        return {
-            "bench": BENCH,
-            "phase": self.phase,
-            "agents": self.agents,
-            "events": self.events,
-            "wall_s": round(self.wall_s, 3),
-            "cpu_s": round(self.cpu_s, 3),
-            "peak_rss_mb": round(self.peak_rss_mb, 1),
-            "requests": self.requests,
-            "requests_per_agent": round(self.requests / self.agents, 3),
-            "requests_per_changed_event": (
-                round(self.requests / self.changed, 4) if self.changed else None
-            ),
-            "events_per_s": round(self.events / self.wall_s, 1) if self.wall_s else None,
-        }
-
-
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 class Bench:
     """The hub side: store, scheduler, and the pipe to the fake's counters."""
 
@@ -142,16 +102,19 @@ class Bench:
 
     async def measure(
         self, scheduler: Scheduler, phase: str, events: int, changed: int
-    ) -> tuple[Phase, dict[str, Any]]:
-        before, cpu, wall = self.counters(), _cpu(), time.perf_counter()
+    ) -> tuple[PhaseResult, dict[str, Any]]:
+        before, cpu, wall = self.counters(), cpu_seconds(), time.perf_counter()
         results = await scheduler.run_once()
-        wall, cpu = time.perf_counter() - wall, _cpu() - cpu
+        wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
         after = self.counters()
         bad = {a: (r.result, r.error) for a, r in results.items() if r.result != "ok"}
         if bad:
             raise SystemExit(f"{phase}: passes did not end ok: {list(bad.items())[:3]}")
         requests = after["requests"] - before["requests"]
-        return Phase(phase, self.agents, events, wall, cpu, _rss_mb(), requests, changed), after
+        result = PhaseResult(
+            BENCH, phase, self.agents, events, wall, cpu, peak_rss_mb(), requests, changed
+        )
+        return result, after
 
 
 async def populate(store: SqliteStore, agents: int, events: int) -> list[Agent]:
@@ -204,7 +167,7 @@ async def run(args: argparse.Namespace, conn: Connection, options: dict[str, Any
                 accounts={ACCOUNT: AccountConfig(ACCOUNT, "graph365", options)},
             )
             bench = Bench(conn, store, args.agents, args.events)
-            phases: list[Phase] = []
+            phases: list[PhaseResult] = []
             async with Scheduler(store, config, registry, Metrics(), background=False) as sched:
                 phase, after = await bench.measure(sched, "initial", total, total)
                 phases.append(phase)
@@ -218,20 +181,16 @@ async def run(args: argparse.Namespace, conn: Connection, options: dict[str, Any
                 phases.append(phase)
         finally:
             await store.close()
-    print(
+    title = (
         f"graph365: {args.agents} agents x {args.events} events, {args.latency_ms:g} ms per "
-        f"request, {args.concurrency} passes at once; peak {after['peak_in_flight']} requests "
-        f"in flight per mailbox; {after['without_immutable_id']} without ImmutableId"
+        f"request, {args.concurrency} passes at once"
     )
-    for p in phases:
-        r = p.record()
-        print(
-            f"  {p.phase:<12} {p.wall_s:7.2f} s wall {p.cpu_s:7.2f} s cpu  {p.requests:6d} "
-            f"requests ({r['requests_per_agent']} per agent, "
-            f"{r['requests_per_changed_event']} per pushed event)"
-        )
-    for p in phases:
-        print(json.dumps(p.record()))
+    notes = [
+        f"peak {after['peak_in_flight']} requests in flight per mailbox; "
+        f"{after['without_immutable_id']} requests without ImmutableId",
+        "requests_per_changed_event of 'initial' is requests per pushed event (target <= 0.06)",
+    ]
+    report(title, phases, sys.stdout, notes)
 
 
 def main() -> None:
