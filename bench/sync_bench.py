@@ -49,6 +49,8 @@ INSERT_CHUNK = 5_000  # appointments per setup transaction
 
 @dataclass(frozen=True, slots=True)
 class Sizes:
+    """How big a run is: agents, and hub appointments per agent."""
+
     agents: int
     events: int
 

@@ -46,12 +46,16 @@ class PushState(StrEnum):
 
 
 class ConflictPolicy(StrEnum):
+    """Who wins when both sides changed an appointment since the last pass."""
+
     NEWEST = "newest"
     HUB = "hub"
     REMOTE = "remote"
 
 
 class RemoteDelete(StrEnum):
+    """What a delete in the external calendar does to a hub-owned appointment."""
+
     FOLLOW = "follow"
     RESTORE = "restore"
 

@@ -1,0 +1,1 @@
+"""calhub's test suite: one folder per area; tests/fakes holds the protocol fakes."""

@@ -1,0 +1,1 @@
+"""CalDAV provider tests against real Radicale and Xandikos servers."""

@@ -1,0 +1,1 @@
+"""Hub core tests: config, store, rules, admin API, feeds, command line."""

@@ -1,0 +1,1 @@
+"""Protocol-faithful fakes of provider services, written from their documentation."""

@@ -1,0 +1,1 @@
+"""Microsoft 365 (Graph) provider tests against the strict Graph fake."""

@@ -1,0 +1,1 @@
+"""Sync engine tests: reconcile rules, executor, scheduler, fault injection."""

@@ -1,0 +1,1 @@
+"""Tests of hub/testing (memory provider, conformance suite) and plugin loading."""
