@@ -34,6 +34,21 @@ OCCURRENCE_SEP = "#"
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._@-]")
 
 
+class _Text(icalendar.vText):
+    """TEXT with RFC 5545 escaping only.
+
+    icalendar's own escaping first turns a literal backslash-N into a line break, so a
+    subject or location holding "\\N" (a Windows path, say) would come back changed.
+    """
+
+    def to_ical(self) -> bytes:
+        text = str(self)
+        for raw, escaped in (("\\", "\\\\"), (";", "\\;"), (",", "\\,")):
+            text = text.replace(raw, escaped)
+        text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\\n")
+        return text.encode(self.encoding)
+
+
 class IcalError(ValueError):
     """A resource that cannot be read as events; the message never quotes its content."""
 
@@ -88,11 +103,11 @@ def to_ical(data: EventData, hub_id: str, *, stamp: datetime | None = None) -> b
         for key, value in (("DTSTART", data.start), ("DTEND", data.end)):
             moment = as_utc(value)
             event.add(key, moment.astimezone(zone) if zone else moment)
-    event.add("SUMMARY", data.subject)
+    event.add("SUMMARY", _Text(data.subject))
     if data.body:
-        event.add("DESCRIPTION", data.body)
+        event.add("DESCRIPTION", _Text(data.body))
     if data.location:
-        event.add("LOCATION", data.location)
+        event.add("LOCATION", _Text(data.location))
     event.add("CLASS", "PRIVATE" if data.private else "PUBLIC")
     event.add("TRANSP", "TRANSPARENT" if data.show_as == "free" else "OPAQUE")
     if data.show_as == "tentative":

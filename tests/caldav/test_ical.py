@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import icalendar
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from hub.spec import PRIVATE_SUBJECT, EventData, Window
@@ -290,6 +290,15 @@ def event_data(draw: st.DrawFn) -> EventData:
 
 @settings(max_examples=50, deadline=None)
 @given(event_data())
+@example(  # icalendar's own escaping turned a literal backslash-N into a line break
+    EventData(
+        subject="C:\\New\\N; a, b",
+        start=datetime(2026, 11, 2, tzinfo=UTC),
+        end=datetime(2026, 11, 2, 1, tzinfo=UTC),
+        location="\\N",
+        body="x\\ny",
+    )
+)
 def test_any_hub_event_round_trips_through_icalendar(data: EventData) -> None:
     raw = ical.to_ical(data, "prop-1")
     (event,) = ical.read_resource("/c/p.ics", "e", raw, WINDOW, UTCZ).events
