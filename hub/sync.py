@@ -73,6 +73,7 @@ MAX_NOTICES = 50  # skipped items kept in the calendar state
 IMPORT_FLAG = "import_external"  # stats key: the import setting the stored cursor was taken with
 PAIRS = "pairs"  # stats key: 1 when the status table had rows after the last pass
 WINDOW_DAY = "window_day"  # stats key: the first day of the window the cursor was taken with
+MAILBOX = "mailbox"  # stats key: a digest of the mailbox address the cursor was taken for
 CLEAN_SEQ = "clean_hub_seq"  # stats key: the agent's hub_seq after the last clean pass
 SETTINGS_HASH = "settings_hash"  # stats key: fingerprint of what that pass rendered with
 
@@ -284,6 +285,8 @@ class _Pass:
                 self._take_cursor(fetch)
                 self.clean_seq = self.seq
                 return
+        if self._target_changed():
+            await self._forget_old_target()
         statuses = await self.store.list_status(self.agent.id, self.account)
         self.statuses = {s.appointment_id: s for s in statuses}
         usable = self._cursor_usable(statuses)
@@ -363,11 +366,43 @@ class _Pass:
             return False
         if state.calendar != self.agent.calendar:
             return False
+        if state.stats.get(MAILBOX) != _mailbox_key(self.agent.email):
+            return False  # a delta link or sync token of the agent's previous mailbox
         if self.import_on and not state.stats.get(IMPORT_FLAG):
             return False  # externals that passed unseen while import was off: list them all
         # A new day moved the window: what entered it was never reported by a delta taken
         # over the old one (whether the provider notices or not).
         return state.stats.get(WINDOW_DAY) == self.window.start.toordinal()
+
+    def _target_changed(self) -> bool:
+        """The agent now points at another account, mailbox or calendar than the one the
+        stored pairs describe (a first pass has nothing stored and changes nothing)."""
+        state = self.state
+        if state.last_pass_at is None and state.cursor is None:
+            return False
+        mailbox = state.stats.get(MAILBOX)
+        return (
+            state.account != self.account
+            or state.calendar != self.agent.calendar
+            or (mailbox is not None and mailbox != _mailbox_key(self.agent.email))
+        )
+
+    async def _forget_old_target(self) -> None:
+        """Start the new calendar afresh: the old pairs name events of another calendar, so
+        an absence there is no delete (hub-owned appointments are pushed to the new one,
+        imports of the old one are removed by the full listing). The old calendar's events
+        are left where they are: the hub may no longer reach it."""
+        accounts = {self.account, self.state.account}
+        async with self._transaction() as tx:
+            for account in accounts:
+                for status in await tx.list_status(self.agent.id, account):
+                    await tx.delete_status(self.agent.id, status.appointment_id, account)
+        self.state.cursor = None
+        self.state.stats.pop(PAIRS, None)
+        self.tally.notices.append(
+            "the agent's calendar changed: synced it afresh (the previous calendar's events "
+            "were left in place)"
+        )
 
     def _cursor_usable(self, statuses: Sequence[SyncStatus]) -> bool:
         # The status table was lost (or wiped): a full listing lets tagged events be linked.
@@ -386,6 +421,7 @@ class _Pass:
         state.calendar = self.agent.calendar
         state.stats[IMPORT_FLAG] = int(self.import_on)
         state.stats[WINDOW_DAY] = self.window.start.toordinal()
+        state.stats[MAILBOX] = _mailbox_key(self.agent.email)
         if plan.used_empty_override:
             state.allow_empty_once = False
         state.stats[PAIRS] = int(bool(statuses))
@@ -749,3 +785,8 @@ class _Pass:
 
 
 __all__ = ["AgentSync"]
+
+
+def _mailbox_key(address: str) -> int:
+    """A small stable digest of a mailbox address (calendar state stats hold integers)."""
+    return int.from_bytes(hashlib.sha256(address.strip().lower().encode()).digest()[:6], "big")

@@ -226,3 +226,38 @@ async def test_external_event_is_not_imported_twice_after_the_status_table_is_lo
     assert result.result == "ok"
     assert len(await bench.hub()) == 1
     assert len(await bench.store.list_status("alice", "mem")) == 1
+
+
+async def test_new_mailbox_is_synced_afresh_and_nothing_is_deleted(bench: Bench) -> None:
+    appt = await bench.add(at(1))
+    await bench.sync(import_external=True)
+    bench.external("Dentist", at(2))
+    await bench.sync(import_external=True)
+    assert {a.kind for a in await bench.hub()} == {Kind.PLANNED, Kind.EXTERNAL}
+    old_cal = bench.cal
+
+    await bench.set_agent(email="alice@new.example")
+    result = await bench.sync(import_external=True)
+
+    assert result.result == "ok", result.error
+    # The delta cursor of the old mailbox was not used, and its absence there is no delete:
+    # the appointment is pushed to the new mailbox, the old mailbox's import is dropped.
+    assert [e.hub_id for e in bench.remote()] == [appt.id]
+    assert [a.id for a in await bench.hub()] == [appt.id]
+    assert [e.hub_id for e in bench.server.events(old_cal) if e.hub_id] == [appt.id]
+    (status,) = await bench.store.list_status("alice", "mem")
+    assert status.remote_id == bench.remote_of(appt.id).remote_id
+    assert (await bench.sync(import_external=True)).counts == {}
+
+
+async def test_new_calendar_of_the_same_mailbox_is_synced_afresh(bench: Bench) -> None:
+    appt = await bench.add(at(1))
+    await bench.sync()
+    await bench.set_agent(calendar="helpdesk")
+
+    result = await bench.sync()
+
+    assert result.result == "ok", result.error
+    assert result.counts.get("create") == 1
+    assert [e.hub_id for e in bench.remote()] == [appt.id]
+    assert await bench.get(appt.id) is not None
