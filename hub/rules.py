@@ -227,10 +227,24 @@ class Rules:
                 await tx.decide_approval(approval.id, False, "withdrawn: appointment cancelled")
 
     async def _cancel_all(self, tx: Tx, appts: Sequence[Appointment]) -> list[Appointment]:
+        """Tombstone each appointment; purge at once those sync has nothing to carry out for.
+
+        Returns the tombstones (purged or not), as the API answers with them.
+        """
         gone = [t for a in appts if (t := await tx.delete_appointment(a.id)) is not None]
         await self._withdraw_approvals(
             tx, {a.id for a in appts if a.push_state is PushState.PENDING}
         )
+        linked: dict[
+            str, set[str] | None
+        ] = {}  # agent id -> ids with a status row (None: no account)
+        for tomb in gone:
+            if tomb.agent_id not in linked:
+                linked[tomb.agent_id] = await _linked_ids(tx, tomb.agent_id)
+            ids = linked[tomb.agent_id]
+            if ids is None or (tomb.push_state is not PushState.SYNC and tomb.id not in ids):
+                # No sync pass will ever look at it: a tombstone kept would stay forever.
+                await tx.purge_appointment(tomb.id)
         return gone
 
     # A -----------------------------------------------------------------------------------
@@ -287,7 +301,7 @@ class Rules:
         return result
 
     async def clear_plan(self, request_id: str) -> list[Appointment]:
-        """Clear the request's plan: its planned appointments become tombstones."""
+        """Clear the request's plan: its planned appointments are cancelled (see cancel)."""
         async with self.store.transaction(ORIGIN_RULE) as tx:
             request = await tx.get_request(request_id)
             if request is None:
@@ -405,7 +419,8 @@ class Rules:
         return updated
 
     async def cancel(self, appointment_id: str) -> Appointment:
-        """Cancel one appointment: a tombstone sync carries out at the agent's calendar."""
+        """Cancel one appointment: a tombstone sync carries out at the agent's calendar, or
+        purged at once when there is nothing remote to delete. Returns the tombstone."""
         async with self.store.transaction(ORIGIN_API) as tx:
             appt = await self._editable(tx, appointment_id)
             (gone,) = await self._cancel_all(tx, [appt])
@@ -431,6 +446,19 @@ class Rules:
             decided = await tx.decide_approval(approval_id, approve, by)
             stored = await tx.put_appointment(appt.evolve(push_state=state))
         return decided, stored
+
+
+async def _linked_ids(tx: Tx, agent_id: str) -> set[str] | None:
+    """Ids of the agent's appointments with a sync status row; None when it has no account.
+
+    A tombstone of an appointment meant to sync (push_state "sync") is kept even without a
+    row: its row may have been lost, and only sync's lookup by hub id can tell (see
+    :meth:`hub.reconcile` ``_unlinked_tombstones``).
+    """
+    agent = await tx.get_agent(agent_id)
+    if agent is None or agent.account is None:
+        return None
+    return {s.appointment_id for s in await tx.list_status(agent_id, agent.account)}
 
 
 def check_span(start: Moment, end: Moment) -> None:

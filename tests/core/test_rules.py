@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hub.config import HubSettings
-from hub.model import Agent, Appointment, Kind, Policy, PushState
+from hub.model import Agent, Appointment, Kind, Policy, PushState, SyncStatus
 from hub.rules import (
     Action,
     Booking,
@@ -32,7 +32,8 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
     store = SqliteStore(tmp_path / "hub.db")
     await store.open()
     async with store.transaction("config") as tx:
-        await tx.put_agent(Agent(id="alice", name="Alice", feed_token="fa"))
+        # Alice syncs to an account (her tombstones wait for sync); Bob and Carol do not.
+        await tx.put_agent(Agent(id="alice", name="Alice", feed_token="fa", account="o365"))
         await tx.put_agent(Agent(id="bob", name="Bob", feed_token="fb"))
         await tx.put_agent(
             Agent(id="carol", name="Carol", feed_token="fc", create_appointments=Policy.ASK)
@@ -329,7 +330,8 @@ async def test_cancelling_a_pending_entry_withdraws_its_approval(store: SqliteSt
     (approval,) = await store.list_approvals()
     await rules.cancel(appt.id)
     assert await store.list_approvals() == []
-    with pytest.raises(StateConflict):
+    # Never meant to sync, so purged at once, its approval with it.
+    with pytest.raises(NotFound):
         await rules.decide(approval.id, True)
 
 
@@ -403,3 +405,59 @@ async def test_cancel_leaves_a_tombstone(rules: Rules, store: SqliteStore) -> No
     assert await store.get_appointment(appt.id) is None
     with pytest.raises(NotFound):
         await rules.cancel(appt.id)
+
+
+# --------------------------------------------------------------------------- tombstones
+
+
+async def test_cancel_without_an_account_purges_at_once(rules: Rules, store: SqliteStore) -> None:
+    (appt,) = await rules.book("42", Booking("Visit", T9, T9 + timedelta(hours=1), ("bob",)))
+    tomb = await rules.cancel(appt.id)
+    assert tomb.deleted and tomb.id == appt.id  # the API still answers with the tombstone
+    assert await store.get_appointment(appt.id, include_deleted=True) is None
+
+
+@pytest.mark.parametrize("policy", [Policy.NEVER, Policy.ASK])
+async def test_cancel_of_an_entry_never_meant_to_sync_purges_at_once(
+    store: SqliteStore, policy: Policy
+) -> None:
+    rules = rules_for(store, create_appointments=policy)
+    (appt,) = await rules.plan("42", Plan(agents=("alice",), start=T9))
+    assert appt.push_state is not PushState.SYNC
+    await rules.cancel(appt.id)
+    assert await store.get_appointment(appt.id, include_deleted=True) is None
+
+
+async def test_cancel_of_a_rejected_entry_purges_at_once(store: SqliteStore) -> None:
+    rules = rules_for(store, create_appointments=Policy.ASK)
+    (appt,) = await rules.plan("42", Plan(agents=("alice",), start=T9))
+    (approval,) = await store.list_approvals()
+    await rules.decide(approval.id, False)
+    await rules.cancel(appt.id)
+    assert await store.get_appointment(appt.id, include_deleted=True) is None
+
+
+async def test_tombstone_kept_while_sync_has_to_act(rules: Rules, store: SqliteStore) -> None:
+    # push_state "sync" with an account: kept even without a status row (sync looks it up).
+    (unlinked,) = await rules.plan("1", Plan(agents=("alice",), start=T9))
+    await rules.clear_plan("1")
+    kept = await store.get_appointment(unlinked.id, include_deleted=True)
+    assert kept is not None and kept.deleted
+    # Not meant to sync, but a status row says something may be remote: kept as well.
+    local = rules_for(store, create_appointments=Policy.NEVER)
+    (linked,) = await local.plan("2", Plan(agents=("alice",), start=T9))
+    async with store.transaction("sync:o365") as tx:
+        await tx.put_status(SyncStatus("alice", linked.id, "o365", "r1", "v1", "h", "h"))
+    await local.clear_plan("2")
+    kept = await store.get_appointment(linked.id, include_deleted=True)
+    assert kept is not None and kept.deleted
+
+
+async def test_clearing_a_plan_purges_only_what_sync_need_not_carry_out(
+    rules: Rules, store: SqliteStore
+) -> None:
+    made = await rules.plan("42", Plan(agents=("alice", "bob"), start=T9))
+    cancelled = await rules.clear_plan("42")
+    assert sorted(a.id for a in cancelled) == sorted(a.id for a in made)
+    left = await store.list_appointments(request_id="42", include_deleted=True)
+    assert [a.agent_id for a in left] == ["alice"]
