@@ -21,6 +21,7 @@ import anyio
 
 from hub import __version__
 from hub.config import Config, ConfigError, load_config
+from hub.housekeeping import prune_history
 from hub.metrics import Metrics
 from hub.model import Agent, PassResult
 from hub.plugins import Plugins, load_plugins
@@ -149,6 +150,7 @@ async def cmd_sync(config: Config, plugins: Plugins, agent_ids: list[str] | None
             store, config, plugins.registry, Metrics(), background=False
         ) as scheduler:
             results = await scheduler.run_once(agent_ids)
+        await prune_history(store, config.hub)
     return _report(results)
 
 

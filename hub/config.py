@@ -55,6 +55,8 @@ class HubSettings:
     body_template: str = DEFAULT_BODY_TEMPLATE
     max_concurrent_syncs: int = 8  # agent passes running at once, all accounts together
     timezone: str = ""  # IANA zone template times are shown in; empty: the machine's zone
+    audit_retention: timedelta = timedelta(days=365)  # audit entries older than this go
+    conflict_retention: timedelta = timedelta(days=180)  # recorded conflicts older than this go
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +292,8 @@ def _hub(t: _Table) -> HubSettings:
         body_template=t.take("body_template", _template, d.body_template),
         max_concurrent_syncs=t.take("max_concurrent_syncs", _at_least(1), d.max_concurrent_syncs),
         timezone=t.take("timezone", _zone, d.timezone),
+        audit_retention=t.take("audit_retention", _duration, d.audit_retention),
+        conflict_retention=t.take("conflict_retention", _duration, d.conflict_retention),
     )
     if not settings.database:
         t.problem("database", "must name a file")

@@ -1,9 +1,10 @@
 """``calhub serve``: the admin endpoint and the sync scheduler in one long-running process.
 
 Start-up order: refuse an unsafe listen address, open the store, bring the ``[[agents]]`` of
-the config in, start the scheduler, then the HTTP site. SIGINT/SIGTERM stop in the reverse
-order: the site stops accepting and finishes the requests in flight, the scheduler finishes the
-passes in flight (they persist their results), and the store is closed.
+the config in, start housekeeping (:mod:`hub.housekeeping`, daily), the scheduler, then the
+HTTP site. SIGINT/SIGTERM stop in the reverse order: the site stops accepting and finishes the
+requests in flight, the scheduler finishes the passes in flight (they persist their results),
+housekeeping is cancelled (a prune in flight rolls back), and the store is closed.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from aiohttp import web
 from hub.admin import build_app
 from hub.admin.auth import listen_is_safe, new_feed_token
 from hub.config import Config, ConfigError
+from hub.housekeeping import run_daily
 from hub.metrics import Metrics
 from hub.model import Agent
 from hub.scheduler import Scheduler
@@ -97,6 +99,12 @@ def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
             loop.remove_signal_handler(sig)
 
 
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def _address(runner: web.AppRunner) -> str:
     host, port = runner.addresses[0][:2]
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
@@ -135,6 +143,8 @@ async def serve(
         async with contextlib.AsyncExitStack() as stack:
             store = await stack.enter_async_context(open_store(config.hub.database))
             await upsert_config_agents(store, config)
+            housekeeping = asyncio.create_task(run_daily(store, config.hub), name="housekeeping")
+            stack.push_async_callback(_cancel, housekeeping)  # before the store closes
             metrics = Metrics()
             scheduler = None  # no accounts: hub calendars and feeds only; /sync answers 409
             if config.accounts:

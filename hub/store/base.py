@@ -119,6 +119,13 @@ class Tx(ABC):
     async def audit(self, entity: str, entity_id: str, action: str, **detail: Any) -> None:
         """Add an audit entry (the put/delete methods above already add their own)."""
 
+    # housekeeping ------------------------------------------------------------------------
+    @abstractmethod
+    async def prune(self, before_audit: datetime, before_conflicts: datetime) -> dict[str, int]:
+        """Delete audit entries older than ``before_audit`` and conflicts older than
+        ``before_conflicts``; returns how many of each went (keys ``audit``, ``conflicts``).
+        Not audited itself: it would grow what it shrinks."""
+
     # bulk writes (a backend may override them with one round trip per batch) ------------
     async def put_appointments(self, appts: Sequence[Appointment]) -> list[Appointment]:
         """:meth:`put_appointment` for each, in order; returns the stored records."""

@@ -208,7 +208,18 @@ HUB_SEQ = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (INITIAL_SCHEMA, LOOKUP_INDEXES, HUB_SEQ)
+RETENTION_INDEXES = Migration(
+    4,
+    "indexes on the time of audit entries and conflicts, for retention",
+    (
+        # Housekeeping deletes the history older than the retention every day; without these
+        # each run scans both tables whole.
+        "CREATE INDEX audit_at ON audit (at)",
+        "CREATE INDEX conflicts_created_at ON conflicts (created_at)",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (INITIAL_SCHEMA, LOOKUP_INDEXES, HUB_SEQ, RETENTION_INDEXES)
 CURRENT_VERSION = MIGRATIONS[-1].version
 
 

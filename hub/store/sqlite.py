@@ -92,6 +92,10 @@ def _upsert_sql(
     return sql
 
 
+# Rows deleted per statement when pruning history: each statement stays short, and the event
+# loop gets a turn between them.
+_PRUNE_BATCH = 5000
+
 _AUDIT_SQL = (
     "INSERT INTO audit (at, origin, entity, entity_id, action, detail) VALUES (?, ?, ?, ?, ?, ?)"
 )
@@ -508,6 +512,28 @@ class SqliteTx(_Queries, Tx):
         approval.approved = approved
         approval.decided_by = by
         return approval
+
+    # housekeeping ------------------------------------------------------------------------
+    async def prune(self, before_audit: datetime, before_conflicts: datetime) -> dict[str, int]:
+        return {
+            "audit": await self._prune_table("audit", "id", "at", before_audit),
+            "conflicts": await self._prune_table(
+                "conflicts", "seq", "created_at", before_conflicts
+            ),
+        }
+
+    async def _prune_table(self, table: str, key: str, column: str, before: datetime) -> int:
+        sql = (
+            f"DELETE FROM {table} WHERE {key} IN"
+            f" (SELECT {key} FROM {table} WHERE {column} < ? LIMIT {_PRUNE_BATCH:d})"
+        )
+        cutoff = codec.encode_time(before, "before")
+        total = 0
+        while True:
+            cursor = await self._run(sql, (cutoff,))
+            total += cursor.rowcount
+            if cursor.rowcount < _PRUNE_BATCH:
+                return total
 
     # conflicts ---------------------------------------------------------------------------
     async def add_conflict(self, conflict: Conflict) -> Conflict:

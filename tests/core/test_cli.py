@@ -239,3 +239,24 @@ def test_unusable_database_is_status_2(
     assert err == [
         f"hub.database: {tmp_path / 'hub.db'}: cannot open the database: file is not a database"
     ]
+
+
+def test_sync_prunes_history_past_its_retention(tmp_path: Path) -> None:
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    from hub.store.sqlite import SqliteStore
+
+    long_ago = datetime.now(UTC) - timedelta(days=400)  # past the default 365d
+
+    async def entity_ids(clock: datetime | None = None) -> set[str]:
+        store = SqliteStore(tmp_path / "hub.db", clock=(lambda: clock) if clock else None)
+        async with store:
+            if clock is not None:
+                async with store.transaction("api") as tx:
+                    await tx.audit("request", "ancient", "note")
+            return {e.entity_id for e in await store.list_audit(limit=1000)}
+
+    assert "ancient" in asyncio.run(entity_ids(long_ago))
+    assert main(["sync", "--config", str(memory_config(tmp_path))]) == 0
+    assert "ancient" not in asyncio.run(entity_ids())

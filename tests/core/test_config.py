@@ -78,6 +78,8 @@ subject_template = "{kind}: {request_subject}"
 body_template = "{note} ({customer})"
 max_concurrent_syncs = 3
 timezone = "Europe/Paris"
+audit_retention = "90d"
+conflict_retention = "30d"
 
 [admin]
 listen = "[::1]:9000"
@@ -128,6 +130,8 @@ def test_every_key_is_read(write, registry) -> None:
         body_template="{note} ({customer})",
         max_concurrent_syncs=3,
         timezone="Europe/Paris",
+        audit_retention=timedelta(days=90),
+        conflict_retention=timedelta(days=30),
     )
     assert config.admin == AdminSettings(listen="[::1]:9000", token_env="MY_TOKEN", token="tok")
     assert (config.admin.host, config.admin.port) == ("::1", 9000)
@@ -260,10 +264,10 @@ name = "No id"
         "duration_minutes",
         "hub.max_concurrent_syncs: must be at least 1, got 0",
         "hub.timezone: unknown time zone 'Mars/Olympus' (use an IANA name such as 'Europe/Paris')",
-        "hub.databse: unknown key; known keys: action_appointments, body_template, conflict, "
-        "create_appointments, database, days_future, days_past, default_estimate, "
-        "import_external, max_concurrent_syncs, reminder_minutes, remote_delete, "
-        "subject_template, sync_interval, timezone",
+        "hub.databse: unknown key; known keys: action_appointments, audit_retention, "
+        "body_template, conflict, conflict_retention, create_appointments, database, "
+        "days_future, days_past, default_estimate, import_external, max_concurrent_syncs, "
+        "reminder_minutes, remote_delete, subject_template, sync_interval, timezone",
         "admin.listen: expected 'host:port', e.g. '127.0.0.1:8765' or '[::1]:8765', "
         "got 'localhost'",
         "accounts.o365.provider: unknown provider 'graph'; registered: davlike, other",
@@ -410,6 +414,18 @@ def test_zero_durations_are_refused_where_they_make_no_sense(write, registry) ->
     assert problems_of(write('[hub]\nsync_interval = "0s"\n'), registry) == [
         "hub.sync_interval: must be longer than zero, got '0s'"
     ]
+
+
+def test_retention_durations_are_validated(write, registry) -> None:
+    text = '[hub]\naudit_retention = "0d"\nconflict_retention = "half a year"\n'
+    problems = problems_of(write(text), registry)
+    assert problems[0] == "hub.audit_retention: must be longer than zero, got '0d'"
+    assert problems[1].startswith("hub.conflict_retention: bad duration 'half a year'")
+    defaults = load_config(write("[hub]\n"), registry, {}).hub
+    assert (defaults.audit_retention, defaults.conflict_retention) == (
+        timedelta(days=365),
+        timedelta(days=180),
+    )
 
 
 def test_every_key_and_field_is_documented() -> None:

@@ -140,6 +140,8 @@ async def test_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
             "hub_seq_requests_update",
             "hub_seq_sync_status_delete",
         } <= schema_names(path, "trigger")
+        # Migration 4: retention finds old history by its time.
+        assert {"audit_at", "conflicts_created_at"} <= schema_names(path, "index")
         with pytest.raises(ConstraintError, match="feed token"):
             async with store.transaction("api") as tx:
                 await tx.put_agent(Agent(id="bob", name="Bob", feed_token="unique-token"))
