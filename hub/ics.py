@@ -4,6 +4,9 @@ One VEVENT per live appointment, with a UID that never changes (``<appointment i
 and ``SEQUENCE`` = the appointment's version, so calendar apps update entries in place rather
 than duplicating them. A private entry is served as busy time only: summary
 "Data unavailable", no description, no location — its content is not in the bytes at all.
+
+A feed is fetched every few minutes by every subscribed app: it serves a window, by default
+from :func:`feed_start` on, rather than years of history.
 """
 
 from __future__ import annotations
@@ -15,9 +18,17 @@ from icalendar import Calendar, Event
 
 from hub.model import Agent, Appointment, PushState
 from hub.spec import PRIVATE_SUBJECT, EventData, as_utc
+from hub.window import sync_window
 
 PRODID = "-//calhub//calhub hub calendar//EN"
 UID_DOMAIN = "calhub"
+FEED_MIN_DAYS_PAST = 30  # a feed shows at least the last month, whatever [hub] days_past says
+
+
+def feed_start(now: datetime, days_past: int) -> datetime:
+    """Default start of the feed's window: midnight UTC, ``max(days_past, 30)`` days before
+    today (the window has no end)."""
+    return sync_window(now, max(days_past, FEED_MIN_DAYS_PAST), 0).start
 
 
 def uid(appointment_id: str) -> str:
@@ -81,4 +92,4 @@ def build_feed(
     return cal.to_ical()
 
 
-__all__ = ["PRODID", "build_feed", "uid"]
+__all__ = ["FEED_MIN_DAYS_PAST", "PRODID", "build_feed", "feed_start", "uid"]

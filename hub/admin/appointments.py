@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import re
-from datetime import date, datetime
-
 from aiohttp import web
 
 from hub.admin.context import agent_filter, appointment_or_404, hub_of
@@ -14,21 +11,14 @@ from hub.admin.validation import (
     moment,
     parse_fields,
     query,
+    query_span,
     read_object,
     text,
 )
 from hub.admin.views import AppointmentViews
 from hub.rules import Change
-from hub.spec import as_utc
 
 routes = web.RouteTableDef()
-
-# In a query string an unencoded "+" arrives as a space: "09:00:00 02:00" meant "+02:00".
-_LOST_PLUS = re.compile(r" (\d\d:?\d\d)$")
-
-
-def _query_moment(value: str, field: str) -> datetime | date:
-    return moment(_LOST_PLUS.sub(r"+\1", value), field)
 
 
 @routes.get("/appointments", name="appointments")
@@ -37,10 +27,7 @@ async def list_appointments(request: web.Request) -> web.Response:
     hub = hub_of(request)
     params = query(request, ("agent", "from", "to"))
     agent = await agent_filter(hub, params.get("agent"))
-    start = as_utc(_query_moment(params["from"], "from")) if "from" in params else None
-    end = as_utc(_query_moment(params["to"], "to")) if "to" in params else None
-    if start is not None and end is not None and end <= start:
-        raise invalid("to", "must be after from")
+    start, end = query_span(params)
     appts = await hub.store.list_appointments(agent_id=agent, start=start, end=end)
     views = AppointmentViews(hub.store, hub.config.hub)
     return web.json_response(await views.many(appts))

@@ -3,10 +3,15 @@
 Calendar apps cannot send headers, so besides the admin bearer token the feed opens with the
 agent's own feed token in ``?token=``. A token given and wrong is refused even when no admin
 token is configured, and agent A's feed token never opens agent B's feed.
+
+The feed serves the appointments overlapping ``[from, to)``: by default from
+:func:`hub.ics.feed_start` on, with no end; the query parameters ``from`` and ``to`` (ISO dates
+or times) override either end.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import partial
 
 import anyio.to_thread
@@ -14,9 +19,9 @@ from aiohttp import web
 
 from hub.admin.auth import FEED_ROUTE, bearer, check_admin, tokens_match, unauthorized
 from hub.admin.context import AdminContext, agent_or_404, hub_of
-from hub.admin.validation import query
+from hub.admin.validation import query, query_span
 from hub.admin.views import EventRenderer
-from hub.ics import build_feed
+from hub.ics import build_feed, feed_start
 from hub.model import Agent
 
 routes = web.RouteTableDef()
@@ -35,16 +40,18 @@ def _authorise(request: web.Request, hub: AdminContext, agent: Agent, token: str
 @routes.get("/agents/{id}/calendar.ics", name=FEED_ROUTE)
 async def feed(request: web.Request) -> web.Response:
     hub = hub_of(request)
-    token = query(request, ("token",)).get("token")
+    params = query(request, ("token", "from", "to"))
+    token = params.get("token")
     agent = await hub.store.get_agent(request.match_info["id"])
     if agent is None:
         # Say 404 only to a caller entitled to know which agents exist.
         check_admin(request, hub.config.admin.token)
         agent = await agent_or_404(hub.store, request.match_info["id"])
     _authorise(request, hub, agent, token)
+    start, end = query_span(params, feed_start(datetime.now(UTC), hub.config.hub.days_past))
     renderer = EventRenderer(hub.store, hub.config.hub)
     entries = []
-    for appt in await hub.store.list_appointments(agent_id=agent.id):
+    for appt in await hub.store.list_appointments(agent_id=agent.id, start=start, end=end):
         event = await renderer.event(appt)
         if event is not None:
             entries.append((appt, event))

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from hub.admin.errors import ApiError, invalid
 from hub.model import Policy
+from hub.spec import as_utc
 
 Parser = Callable[[Any, str], Any]
 
@@ -26,6 +27,8 @@ MAX_MINUTES = 31 * 24 * 60  # a month: longer blocks are a typo, not an appointm
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}")
 _COLOUR = re.compile(r"#[0-9A-Fa-f]{6}")
 _EARLIEST, _LATEST = 1900, 2999  # keeps date arithmetic far from datetime's limits
+# In a query string an unencoded "+" arrives as a space: "09:00:00 02:00" meant "+02:00".
+_LOST_PLUS = re.compile(r" (\d\d:?\d\d)$")
 
 
 async def read_object(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
@@ -187,6 +190,24 @@ def query(request: web.Request, allowed: tuple[str, ...]) -> dict[str, str]:
             raise invalid(name, "given twice")
         params[name] = value
     return params
+
+
+def query_moment(value: str, field: str) -> datetime | date:
+    """:func:`moment` of a query parameter, whose unencoded ``+`` arrived as a space."""
+    return moment(_LOST_PLUS.sub(r"+\1", value), field)
+
+
+def query_span(
+    params: Mapping[str, str], default_start: datetime | None = None
+) -> tuple[datetime | None, datetime | None]:
+    """The span ``[from, to)`` of the query parameters ``from`` and ``to`` (dates are
+    midnight UTC), ``default_start`` when ``from`` is absent; 422 when ``to`` is not after
+    ``from``."""
+    start = as_utc(query_moment(params["from"], "from")) if "from" in params else default_start
+    end = as_utc(query_moment(params["to"], "to")) if "to" in params else None
+    if start is not None and end is not None and end <= start:
+        raise invalid("to", "must be after from")
+    return start, end
 
 
 def limit(value: str, field: str, *, most: int = 1000) -> int:

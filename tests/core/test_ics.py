@@ -10,12 +10,14 @@ import pytest
 from icalendar import Calendar, Event
 
 from hub.config import HubSettings
-from hub.ics import build_feed
+from hub.ics import build_feed, feed_start
 from hub.model import Agent, Appointment, Kind
 from hub.render import render_event
 from tests.core.admin_support import TOKEN, Api, running_api
 
 T9 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
+# Inside the feed's default window (the last 30 days on) whenever the tests run.
+SOON = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0) + timedelta(days=1)
 ALICE = Agent(id="alice", name="Alice Smith", colour="#3a87ad")
 SECRET = "Divorce lawyer"
 
@@ -99,8 +101,8 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
     async with running_api(tmp_path / "hub.db") as api:
         booking = {
             "subject": "Visit",
-            "start": "2026-05-04T09:00:00Z",
-            "end": "2026-05-04T10:00:00Z",
+            "start": SOON.isoformat(),
+            "end": (SOON + timedelta(hours=1)).isoformat(),
             "agents": ["alice", "bob"],
         }
         assert (await api.call("POST", "/requests/42/appointments", booking)).status == 201
@@ -153,3 +155,40 @@ async def test_open_api_still_checks_a_given_feed_token(tmp_path: Path) -> None:
     async with running_api(tmp_path / "hub.db", token=None) as api:
         assert (await api.call("GET", FEED)).status == 200
         assert (await api.call("GET", FEED + "?token=wrong")).status == 401
+
+
+# --------------------------------------------------------------------------- window
+
+
+def test_default_window_starts_at_least_30_days_back() -> None:
+    now = datetime(2026, 5, 4, 15, 30, tzinfo=UTC)
+    assert feed_start(now, 7) == datetime(2026, 4, 4, tzinfo=UTC)
+    assert feed_start(now, 60) == datetime(2026, 3, 5, tzinfo=UTC)
+
+
+async def test_old_appointments_are_left_out_unless_asked_for(api: Api) -> None:
+    old = {
+        "subject": "Last year",
+        "start": "2025-05-04T09:00:00Z",
+        "end": "2025-05-04T10:00:00Z",
+        "agents": ["alice"],
+    }
+    reply = await api.call("POST", "/requests/44/appointments", old)
+    assert reply.status == 201
+    old_uid = f"{reply.json['appointments'][0]['id']}@calhub"
+    assert old_uid not in events((await api.call("GET", FEED)).text.encode())
+    asked = events((await api.call("GET", FEED + "?from=2025-05-01")).text.encode())
+    assert old_uid in asked and len(asked) == 3
+    # A datetime works too, and "to" closes the window: only last year's entry is left.
+    span = "?from=2025-05-04T08:00:00%2B00:00&to=2025-05-05"
+    assert set(events((await api.call("GET", FEED + span)).text.encode())) == {old_uid}
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [("from=yesterday", "from"), ("to=2026-13-01", "to"), ("from=2026-05-02&to=2026-05-01", "to")],
+)
+async def test_bad_window_is_a_422_naming_the_field(api: Api, params: str, field: str) -> None:
+    reply = await api.call("GET", f"{FEED}?token=feed-alice&{params}", token=None)
+    assert reply.status == 422
+    assert reply.json["field"] == field
