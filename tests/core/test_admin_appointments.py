@@ -150,6 +150,15 @@ async def test_delete_leaves_a_tombstone(api: Api) -> None:
     assert tomb is not None and tomb.deleted
 
 
+async def test_delete_with_nothing_remote_answers_alike_and_leaves_no_tombstone(api: Api) -> None:
+    (appt,) = await book(api, "2026-05-04T09:00:00Z", "2026-05-04T10:00:00Z", ["bob"])
+    reply = await api.call("DELETE", f"/appointments/{appt['id']}")  # bob has no account
+    assert reply.status == 200 and reply.json["deleted"] is True
+    assert reply.json["id"] == appt["id"]
+    assert await api.store.get_appointment(appt["id"], include_deleted=True) is None
+    assert (await api.call("DELETE", f"/appointments/{appt['id']}")).status == 404
+
+
 # --------------------------------------------------------------------------- approvals
 
 

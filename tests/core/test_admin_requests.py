@@ -76,6 +76,9 @@ async def test_clear_plan(api: Api) -> None:
     assert reply.status == 200
     assert sorted(reply.json["cancelled"]) == sorted(a["id"] for a in made)
     assert (await api.call("GET", "/requests/1042/appointments")).json == []
+    # Alice's tombstone waits for sync; Bob (no account) has nothing remote: purged at once.
+    left = await api.store.list_appointments(request_id="1042", include_deleted=True)
+    assert [(a.agent_id, a.deleted) for a in left] == [("alice", True)]
     assert (await api.call("DELETE", "/requests/never/planned")).status == 404
 
 
