@@ -60,6 +60,7 @@ class PushAction:
     hub_put: Appointment | None = None
     conflict: Conflict | None = None
     audit: tuple[str, dict[str, Any]] | None = None
+    replaces: str | None = None  # restore: the remote id of the deleted event
     hub_hash: str = field(init=False, default="")
 
     def __post_init__(self) -> None:

@@ -366,9 +366,9 @@ class _Reconciler:
                     conflict = self._conflict(
                         appt, data, None, "edit-beats-delete", "edited in the hub, deleted remotely"
                     )
-                    self._create(appt, data, "restore", conflict=conflict)
+                    self._create(appt, data, "restore", conflict=conflict, replaces=rid)
                 elif inp.remote_delete is RemoteDelete.RESTORE:
-                    self._create(appt, data, "restore")
+                    self._create(appt, data, "restore", replaces=rid)
                 else:
                     self.plan.hub.append(
                         HubAction("hub-delete", appt_id, delete=True, expect_version=appt.version)
@@ -703,12 +703,20 @@ class _Reconciler:
             return None
 
     def _create(
-        self, appt: Appointment, data: EventData, label: str, *, conflict: Conflict | None = None
+        self,
+        appt: Appointment,
+        data: EventData,
+        label: str,
+        *,
+        conflict: Conflict | None = None,
+        replaces: str | None = None,
     ) -> None:
         if self.inp.read_only:
             self.plan.skipped.append(Skip(appt.id, "the provider is read-only"))
             return
-        self.plan.pushes.append(PushAction(label, appt.id, data, conflict=conflict))
+        self.plan.pushes.append(
+            PushAction(label, appt.id, data, conflict=conflict, replaces=replaces)
+        )
 
     def _push_update(
         self,

@@ -217,12 +217,19 @@ class FetchResult:
 
 @dataclass(frozen=True, slots=True)
 class PushItem:
-    """One create (``remote_id is None``) or update (with its expected ``version``)."""
+    """One create (``remote_id is None``) or update (with its expected ``version``).
+
+    ``replaces`` is set on a create that re-creates a hub-owned event deleted remotely
+    (``remote_delete = "restore"``, or an edit beating a delete): the deleted event's remote id.
+    A provider whose idempotent create is keyed by the hub id (Graph's transactionId) must key
+    it by both, or the server may answer with the deleted event instead of a new one.
+    """
 
     hub_id: str
     data: EventData
     remote_id: str | None = None
     version: str | None = None
+    replaces: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -708,7 +708,13 @@ class _Pass:
 
     @staticmethod
     def _item(action: PushAction) -> PushItem:
-        return PushItem(action.appointment_id, action.data, action.remote_id, action.version)
+        return PushItem(
+            action.appointment_id,
+            action.data,
+            action.remote_id,
+            action.version,
+            replaces=action.replaces,
+        )
 
     async def _settle(
         self, actions: Sequence[PushAction], outcomes: Sequence[PushResult | ProviderError]

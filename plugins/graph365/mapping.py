@@ -43,13 +43,20 @@ class MappingError(ValueError):
     """A Graph event calhub cannot read; the message says which field and why."""
 
 
-def transaction_id(hub_id: str) -> str:
+def transaction_id(hub_id: str, replaces: str | None = None) -> str:
     """The create's transactionId: the same hub id always gives the same one, so Graph
-    returns the event made by an earlier (crashed or retried) attempt instead of a twin."""
-    return str(uuid.uuid5(_TRANSACTION_NS, hub_id))
+    returns the event made by an earlier (crashed or retried) attempt instead of a twin.
+
+    A restore (``replaces``: the deleted event's id) gets another one: Exchange keeps a
+    deleted item in Deleted Items, and a repeated transactionId could answer with it.
+    """
+    key = hub_id if replaces is None else f"{hub_id}\x00restores\x00{replaces}"
+    return str(uuid.uuid5(_TRANSACTION_NS, key))
 
 
-def event_body(data: EventData, hub_id: str | None = None) -> dict[str, Any]:
+def event_body(
+    data: EventData, hub_id: str | None = None, replaces: str | None = None
+) -> dict[str, Any]:
     """The JSON of a POST (with ``hub_id``: transactionId and the hub-id property) or PATCH."""
     categories = list(data.categories)
     if data.colour:
@@ -70,7 +77,7 @@ def event_body(data: EventData, hub_id: str | None = None) -> dict[str, Any]:
     if data.reminder_minutes is not None:
         body["reminderMinutesBeforeStart"] = data.reminder_minutes
     if hub_id is not None:
-        body["transactionId"] = transaction_id(hub_id)
+        body["transactionId"] = transaction_id(hub_id, replaces)
         body["singleValueExtendedProperties"] = [{"id": HUB_ID_PROPERTY, "value": hub_id}]
     return body
 

@@ -200,7 +200,7 @@ class GraphProvider(Provider):
     def _push_request(self, path: str, item: PushItem) -> BatchRequest:
         if item.remote_id is None:
             url = self.http.url(f"{path}/events")
-            return BatchRequest("POST", url, event_body(item.data, item.hub_id))
+            return BatchRequest("POST", url, event_body(item.data, item.hub_id, item.replaces))
         url = self.http.url(f"{path}/events/{quote(item.remote_id, safe='')}")
         headers = {"If-Match": item.version} if item.version else {}
         return BatchRequest("PATCH", url, event_body(item.data), headers)

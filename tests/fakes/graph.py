@@ -186,6 +186,7 @@ class Mailbox:
     events: dict[str, FakeEvent] = field(default_factory=dict)
     log: list[tuple[int, str]] = field(default_factory=list)
     generation: int = 0  # bumped to expire every delta token of this mailbox
+    deleted_items: dict[str, FakeEvent] = field(default_factory=dict)  # by transactionId
     access_denied: bool = False
     throttle_left: int = 0
     throttle_status: int = 429
@@ -229,6 +230,9 @@ class GraphFake:
         self.tokens: dict[str, _Token] = {}
         self.credentials_revoked = False
         self.link_base: str | None = None  # knob: hand out next/delta links on another origin
+        # knob: a create repeating the transactionId of a deleted event answers with that
+        # deleted event (as Exchange might, from Deleted Items) instead of creating one
+        self.transactions_outlive_deletes = False
         self.requests: Counter[str] = Counter()  # HTTP requests by kind
         self.mailbox_requests: Counter[tuple[str, str]] = Counter()  # (mailbox, kind) HTTP
         self.ops: Counter[tuple[str, str]] = Counter()  # (mailbox, kind) incl. $batch items
@@ -386,7 +390,12 @@ class GraphFake:
 
     def owner_delete(self, email: str, event_id: str) -> None:
         mb = self.mailbox(email)
-        del mb.events[event_id]
+        self._remove(mb, event_id)
+
+    def _remove(self, mb: Mailbox, event_id: str) -> None:
+        ev = mb.events.pop(event_id)
+        if ev.transaction_id:
+            mb.deleted_items[ev.transaction_id] = ev
         self._log(mb, event_id)
 
     def find_by_property(self, email: str, value: str) -> list[FakeEvent]:
@@ -689,8 +698,7 @@ class GraphFake:
                 self._touch(mb, ev)
                 return Reply(200, _render(ev, tz, None))
             if method == "DELETE":
-                del mb.events[eid]
-                self._log(mb, eid)
+                self._remove(mb, eid)
                 return Reply(204)
         raise GraphError(405, "ErrorInvalidRequest", f"{method} is not supported on {rest}.")
 
@@ -702,6 +710,8 @@ class GraphFake:
             for ev in mb.events.values():
                 if ev.transaction_id == txn:
                     return Reply(201, _render(ev, tz, None))
+            if self.transactions_outlive_deletes and txn in mb.deleted_items:
+                return Reply(201, _render(mb.deleted_items[txn], tz, None))
         if "start" not in body or "end" not in body:
             raise GraphError(400, "ErrorInvalidRequest", "start and end are required.")
         ev = FakeEvent(

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import anyio
 import pytest
 
-from hub.model import Kind, PassResult
+from hub.model import Kind, PassResult, RemoteDelete
 from hub.spec import PRIVATE_SUBJECT, CalendarRef, PushItem, PushOutcome
 from hub.testing.memory import SimulatedCrash
 from plugins.graph365 import GraphProvider
@@ -61,6 +61,27 @@ async def test_owner_deletes_a_hub_event_and_the_hub_follows(hub: Hub) -> None:
     result = await hub.sync()
     assert result.result == "ok", result.error
     assert [a.id for a in await hub.hub()] == [keep.id]
+
+
+async def test_restore_after_an_owner_delete_is_a_new_event_not_the_deleted_one(
+    hub: Hub,
+) -> None:
+    # Exchange keeps deleted items in Deleted Items; a create repeating the deleted event's
+    # transactionId might be answered with it. A restore must use its own transactionId.
+    hub.fake.transactions_outlive_deletes = True
+    appt = await hub.add(hour(2))
+    await hub.sync(remote_delete=RemoteDelete.RESTORE)
+    (event,) = hub.fake.events(MAILBOXES[0])
+    hub.fake.owner_delete(MAILBOXES[0], event.id)
+
+    result = await hub.sync(remote_delete=RemoteDelete.RESTORE)
+
+    assert result.result == "ok", result.error
+    (restored,) = hub.fake.events(MAILBOXES[0])
+    assert restored.id != event.id and appt.id in restored.extended.values()
+    assert [a.id for a in await hub.hub()] == [appt.id]
+    (status,) = await hub.store.list_status("alice", ACCOUNT)
+    assert status.remote_id == restored.id
 
 
 async def test_crash_between_create_and_status_commit_makes_no_duplicate(

@@ -191,6 +191,7 @@ def test_remote_delete_follows_by_default_and_restores_on_request() -> None:
     assert Case([A], [synced(A)], fetch).plan().labels() == ["hub-delete"]
     restore = Case([A], [synced(A)], fetch, {"remote_delete": RemoteDelete.RESTORE}).plan()
     assert restore.labels() == ["restore"] and restore.pushes[0].remote_id is None
+    assert restore.pushes[0].replaces == "r1"  # a restore is not a retry of the first create
 
 
 def test_hub_delete_deletes_remotely_with_the_version() -> None:
