@@ -117,11 +117,17 @@ async def update_agent(request: web.Request) -> web.Response:
                 f"agent {agent.id!r} is defined in the config file; change it there",
                 field=next(iter(fields)),
             )
+        account_dropped = agent.account is not None and fields.get("account", "") is None
         for name, value in fields.items():
             setattr(agent, name, value)
         if rotate:
             agent.feed_token = new_feed_token()
         stored = await tx.put_agent(agent)
+        if account_dropped:
+            # No sync pass will carry these deletes out any more: kept, they stay forever.
+            for appt in await tx.list_appointments(agent_id=agent.id, include_deleted=True):
+                if appt.deleted:
+                    await tx.purge_appointment(appt.id)
     return web.json_response(detail(request, hub, stored))
 
 

@@ -146,3 +146,29 @@ async def test_racing_creates_of_one_id_make_one_agent(api: Api) -> None:
     stored = await api.store.get_agent("twin")
     assert stored is not None
     assert (stored.name, stored.feed_token) == (won["name"], won["feed_token"])
+
+
+async def test_dropping_the_account_purges_tombstones_sync_would_have_carried_out(
+    api: Api,
+) -> None:
+    made = await api.call("POST", "/agents", {"id": "dave", "account": "o365"})
+    assert made.status == 201, made.text
+    booked = await api.call(
+        "POST",
+        "/requests/R1/appointments",
+        {
+            "subject": "Visit",
+            "start": "2026-05-04T09:00:00Z",
+            "end": "2026-05-04T10:00:00Z",
+            "agents": ["dave"],
+        },
+    )
+    appt_id = booked.json["appointments"][0]["id"]
+    assert (await api.call("DELETE", f"/appointments/{appt_id}")).status == 200
+    assert await api.store.get_appointment(appt_id, include_deleted=True) is not None
+
+    dropped = await api.call("PATCH", "/agents/dave", {"account": None})
+
+    assert dropped.status == 200, dropped.text
+    assert dropped.json["account"] is None
+    assert await api.store.get_appointment(appt_id, include_deleted=True) is None
