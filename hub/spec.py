@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -447,6 +448,15 @@ def retry_after_seconds(headers: Mapping[str, str], now: datetime | None = None)
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def ca_bundle_context(ca_file: str) -> ssl.SSLContext:
+    """A TLS context trusting the PEM bundle ``ca_file`` (a self-signed server, an inspecting
+    proxy). Reads a file: call it off the event loop. ValueError names the file and why."""
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"cannot load {ca_file!r}: {exc}") from None
 
 
 def as_utc(value: datetime | date) -> datetime:

@@ -20,7 +20,7 @@ from urllib.parse import quote, urljoin, urlsplit
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from hub.spec import AuthError, PermanentError, Telemetry, TransientError
+from hub.spec import AuthError, PermanentError, Telemetry, TransientError, ca_bundle_context
 
 XML = "application/xml; charset=utf-8"
 ICAL = "text/calendar; charset=utf-8"
@@ -63,12 +63,7 @@ def tls_context(ca_file: str | None, verify: bool) -> ssl.SSLContext | bool:
     """The TLS trust of an account; raises ValueError when ``ca_file`` cannot be loaded."""
     if not verify:
         return False
-    if not ca_file:
-        return True
-    try:
-        return ssl.create_default_context(cafile=ca_file)
-    except (OSError, ssl.SSLError) as exc:
-        raise ValueError(f"cannot load {ca_file!r}: {exc}") from None
+    return ca_bundle_context(ca_file) if ca_file else True
 
 
 def origin(url: str) -> str:

@@ -43,7 +43,7 @@ from msgraph import GraphRequestAdapter
 from msgraph_core import GraphClientFactory
 from msgraph_core.authentication import AzureIdentityAuthenticationProvider
 
-from hub.spec import PermanentError, Telemetry
+from hub.spec import PermanentError, Telemetry, ca_bundle_context
 from plugins.graph365.errors import error_for_exception
 from plugins.graph365.wire import PREFER, Response
 
@@ -54,9 +54,9 @@ def tls_context(ca_file: str | None) -> ssl.SSLContext | bool:
     if not ca_file:
         return True
     try:
-        return ssl.create_default_context(cafile=ca_file)
-    except (OSError, ssl.SSLError) as exc:
-        raise PermanentError(f"graph365: ca_file {ca_file!r} cannot be used: {exc}") from exc
+        return ca_bundle_context(ca_file)
+    except ValueError as exc:
+        raise PermanentError(f"graph365: ca_file {ca_file!r} cannot be used ({exc})") from exc
 
 
 class MailboxSlots:
