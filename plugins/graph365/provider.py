@@ -145,12 +145,13 @@ class GraphProvider(Provider):
         return outcomes
 
     async def delete(self, cal: CalendarRef, remote_id: str, version: str | None) -> None:
-        url = self.http.url(_event_path(cal, remote_id))
-        headers = {"If-Match": version} if version else {}
-        await self._send_ok("DELETE", url, cal, "delete", headers=headers, item=remote_id)
+        url = self.http.url(_event_path(_cal_path(cal), remote_id))
+        await self._send_ok(
+            "DELETE", url, cal, "delete", headers=_if_match(version), item=remote_id
+        )
 
     async def get(self, cal: CalendarRef, remote_id: str) -> RemoteEvent:
-        url = self.http.url(_event_path(cal, remote_id), {"$expand": hub_id_expand()})
+        url = self.http.url(_event_path(_cal_path(cal), remote_id), {"$expand": hub_id_expand()})
         reply = await self._send_ok("GET", url, cal, "get", item=remote_id)
         try:
             return remote_event(reply.body)
@@ -201,9 +202,8 @@ class GraphProvider(Provider):
         if item.remote_id is None:
             url = self.http.url(f"{path}/events")
             return BatchRequest("POST", url, event_body(item.data, item.hub_id, item.replaces))
-        url = self.http.url(f"{path}/events/{quote(item.remote_id, safe='')}")
-        headers = {"If-Match": item.version} if item.version else {}
-        return BatchRequest("PATCH", url, event_body(item.data), headers)
+        url = self.http.url(_event_path(path, item.remote_id))
+        return BatchRequest("PATCH", url, event_body(item.data), _if_match(item.version))
 
     async def _send_ok(
         self,
@@ -283,8 +283,13 @@ def _raise_for(reply: Response, cal: CalendarRef, item: str | None = None) -> Re
     return reply
 
 
-def _event_path(cal: CalendarRef, remote_id: str) -> str:
-    return f"{_cal_path(cal)}/events/{quote(remote_id, safe='')}"
+def _event_path(cal_path: str, remote_id: str) -> str:
+    return f"{cal_path}/events/{quote(remote_id, safe='')}"
+
+
+def _if_match(version: str | None) -> dict[str, str]:
+    # No version (an event never read back) means an unconditional write.
+    return {"If-Match": version} if version else {}
 
 
 def _cal_path(cal: CalendarRef) -> str:
