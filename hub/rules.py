@@ -218,11 +218,12 @@ class Rules:
             request.customer = customer
         return request
 
-    async def _withdraw_approvals(self, tx: Tx, appointment_ids: set[str]) -> None:
+    @staticmethod
+    async def _withdraw_approvals(tx: Tx, appointment_ids: set[str]) -> None:
         """Close the pending approvals of cancelled appointments so /approvals drops them."""
         if not appointment_ids:
             return
-        for approval in await self.store.list_approvals(pending_only=True):
+        for approval in await tx.list_approvals(pending_only=True):
             if approval.appointment_id in appointment_ids:
                 await tx.decide_approval(approval.id, False, "withdrawn: appointment cancelled")
 
@@ -235,9 +236,8 @@ class Rules:
         await self._withdraw_approvals(
             tx, {a.id for a in appts if a.push_state is PushState.PENDING}
         )
-        linked: dict[
-            str, set[str] | None
-        ] = {}  # agent id -> ids with a status row (None: no account)
+        # agent id -> ids of its appointments with a status row (None: it has no account)
+        linked: dict[str, set[str] | None] = {}
         for tomb in gone:
             if tomb.agent_id not in linked:
                 linked[tomb.agent_id] = await _linked_ids(tx, tomb.agent_id)
