@@ -43,14 +43,13 @@ class BatchRequest:
 def relative_url(base_url: str, url: str) -> str:
     """``url`` relative to base_url, as $batch wants it: ``/users/...``, no version segment."""
     base_path = urlsplit(base_url).path.rstrip("/")
-    split = urlsplit(url)
-    path = split.path if split.scheme else url.split("?", 1)[0]
+    split = urlsplit(url)  # an absolute or a relative url alike
+    path = split.path
     if base_path and (path == base_path or path.startswith(base_path + "/")):
         path = path[len(base_path) :]
     if not path.startswith("/"):
         path = "/" + path
-    query = split.query if split.scheme else (url.split("?", 1)[1] if "?" in url else "")
-    return f"{path}?{query}" if query else path
+    return f"{path}?{split.query}" if split.query else path
 
 
 def batch_body(base_url: str, requests: Sequence[BatchRequest]) -> dict[str, Any]:
