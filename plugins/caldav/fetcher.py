@@ -102,25 +102,27 @@ class Fetcher:
 
     async def collection_props(self, collection: Collection) -> davxml.DavResponse:
         """PROPFIND depth 0 of the collection; raises NotFoundError when it does not exist."""
-        status = await self._multistatus(
-            "PROPFIND", collection.url, davxml.propfind(_COLLECTION_PROPS), "0", "propfind"
-        )
-        for response in status.responses:
-            if response.href.rstrip("/") == collection.path.rstrip("/"):
-                if not response.has_child(tag(DAV, "resourcetype"), tag(CALDAV, "calendar")):
-                    raise PermanentError(f"{collection.url} is not a calendar collection")
-                return response
-        raise PermanentError(f"PROPFIND {collection.url}: the collection did not answer")
+        response = await self._own_props(collection, _COLLECTION_PROPS)
+        if response is None:
+            raise PermanentError(f"PROPFIND {collection.url}: the collection did not answer")
+        if not response.has_child(tag(DAV, "resourcetype"), tag(CALDAV, "calendar")):
+            raise PermanentError(f"{collection.url} is not a calendar collection")
+        return response
 
     async def ctag(self, collection: Collection) -> str | None:
         """The collection's ``CS:getctag`` (PROPFIND depth 0); None when the server has none."""
+        response = await self._own_props(collection, [(CS, "getctag")])
+        return (response.text(tag(CS, "getctag")) or None) if response is not None else None
+
+    async def _own_props(
+        self, collection: Collection, props: Iterable[tuple[str, str]]
+    ) -> davxml.DavResponse | None:
+        """PROPFIND depth 0: the collection's own response, None when it is not among them."""
         status = await self._multistatus(
-            "PROPFIND", collection.url, davxml.propfind([(CS, "getctag")]), "0", "propfind"
+            "PROPFIND", collection.url, davxml.propfind(props), "0", "propfind"
         )
-        for response in status.responses:
-            if response.href.rstrip("/") == collection.path.rstrip("/"):
-                return response.text(tag(CS, "getctag")) or None
-        return None
+        own = collection.path.rstrip("/")
+        return next((r for r in status.responses if r.href.rstrip("/") == own), None)
 
     async def etag_listing(self, collection: Collection) -> dict[str, str]:
         """Every resource's etag (PROPFIND depth 1), keyed by decoded path."""
@@ -206,8 +208,7 @@ class Fetcher:
         # listed again next time (the ctag moved), never missed.
         ctag = await self.ctag(collection)
         props = await self.collection_props(collection)
-        for path in [p for p in self.written if p.startswith(collection.path)]:
-            del self.written[path]  # a full listing returns every version anyway
+        self._forget_writes(collection)  # a full listing returns every version anyway
         token = props.text(tag(DAV, "sync-token"))
         reports = props.props.get(tag(DAV, "supported-report-set"))
         advertised = reports is None or reports.find(f".//{_SYNC_REPORT}") is not None
@@ -278,14 +279,18 @@ class Fetcher:
         undone since the cursor's state, on a server whose tokens name content (Xandikos: an
         event created and deleted again brings the old token back): it goes into ``changed``
         so that the multiget reads what is there now."""
-        for path in [p for p in self.written if p.startswith(collection.path)]:
-            etag = self.written.pop(path)
+        for path, etag in self._forget_writes(collection).items():
             if path in deleted:
                 continue
             if path not in changed:
                 changed[path] = ""
             elif etag and changed[path] == etag:
                 del changed[path]
+
+    def _forget_writes(self, collection: Collection) -> dict[str, str]:
+        """Take this provider's writes to ``collection`` (path -> etag) out of ``written``."""
+        mine = [p for p in self.written if p.startswith(collection.path)]
+        return {path: self.written.pop(path) for path in mine}
 
     async def _changes(
         self, collection: Collection, cursor: Cursor
