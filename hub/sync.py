@@ -459,12 +459,10 @@ class _Pass:
             have = {a.id: a for a in listed}
         else:
             have = dict(have)
-        for appt_id in sorted(
-            wanted_appointment_ids(statuses, fetch, self.window, extra) - set(have)
-        ):
-            appt = await self.store.get_appointment(appt_id, include_deleted=True)
-            if appt is not None:
-                have[appt_id] = appt
+        missing = wanted_appointment_ids(statuses, fetch, self.window, extra) - set(have)
+        if missing:
+            found = await self.store.get_appointments(missing, include_deleted=True)
+            have.update((appt_id, found[appt_id]) for appt_id in sorted(found))  # stable order
         return have
 
     async def _renderer(self, appts: Iterable[Appointment]) -> Callable[[Appointment], EventData]:
