@@ -40,6 +40,7 @@ from zoneinfo import ZoneInfo
 import jwt
 from aiohttp import web
 from cryptography import x509
+from multidict import CIMultiDict, MultiMapping
 
 from tests.fakes.tls import TestCA
 
@@ -631,8 +632,8 @@ class GraphFake:
             return Reply(
                 400, _error_body("BadRequest", f"Resource not found for the segment '{seg}'.")
             )
-        headers = {str(k): str(v) for k, v in (r.get("headers") or {}).items()}
-        if "body" in r and not any(k.lower() == "content-type" for k in headers):
+        headers = CIMultiDict((str(k), str(v)) for k, v in (r.get("headers") or {}).items())
+        if "body" in r and "Content-Type" not in headers:
             return Reply(400, _error_body("BadRequest", "Content-Type header must be specified."))
         mb = self._mailbox_of(tail)
         try:
@@ -644,14 +645,14 @@ class GraphFake:
                 self._peak(mb, per_mailbox[mb.email.lower()] + mb.in_flight)
                 if per_mailbox[mb.email.lower()] + mb.in_flight > MAILBOX_CONCURRENCY:
                     raise _concurrency_error()
-            return self._dispatch(r["method"], tail, query, _CI(headers), r.get("body"))
+            return self._dispatch(r["method"], tail, query, headers, r.get("body"))
         except GraphError as err:
             return Reply(err.status, err.body(), err.headers)
 
     # ------------------------------------------------------------------ resources
 
     def _dispatch(
-        self, method: str, tail: str, query: dict[str, str], headers: Mapping[str, str], body: Any
+        self, method: str, tail: str, query: dict[str, str], headers: MultiMapping[str], body: Any
     ) -> Reply:
         prefer = _prefer(headers)
         if prefer.get("IdType") != "ImmutableId":
@@ -921,16 +922,6 @@ class OwnerBackdoor:
         return sum(n for kind, n in self.fake.requests.items() if kind != "token")
 
 
-class _CI(dict[str, str]):
-    """Case-insensitive header lookup for $batch item headers."""
-
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
-        for k, v in self.items():
-            if k.lower() == key.lower():
-                return v
-        return default
-
-
 def _kind(method: str, tail: str) -> str:
     m = _ROUTE.match(tail)
     if m is None:
@@ -957,11 +948,10 @@ def _query(raw: str) -> dict[str, str]:
     return query
 
 
-def _prefer(headers: Mapping[str, str]) -> dict[str, str]:
-    raw = headers.getall("Prefer", []) if hasattr(headers, "getall") else [headers.get("Prefer")]
+def _prefer(headers: MultiMapping[str]) -> dict[str, str]:
     out: dict[str, str] = {}
-    for value in raw:
-        for key, val in _PREFER.findall(value or ""):
+    for value in headers.getall("Prefer", []):
+        for key, val in _PREFER.findall(value):
             out[key] = val.strip('"')
     return out
 
