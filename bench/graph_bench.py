@@ -23,7 +23,6 @@ import asyncio
 import multiprocessing
 import sys
 import tempfile
-import time
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -33,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere: the bench imports calhub from the checkout
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _report import PhaseResult, cpu_seconds, peak_rss_mb, report  # noqa: E402
+from _report import Meter, PhaseResult, peak_rss_mb, report  # noqa: E402
 
 from hub.config import Config, HubSettings  # noqa: E402
 from hub.metrics import Metrics  # noqa: E402
@@ -91,10 +90,10 @@ async def _serve(conn: Connection, latency_ms: float, mailboxes: list[str]) -> N
 
 
 class Bench:
-    """The hub side: store, scheduler, and the pipe to the fake's counters."""
+    """Measures one scheduler pass per phase, with the fake's request counters over the pipe."""
 
-    def __init__(self, conn: Connection, store: SqliteStore, agents: int, events: int) -> None:
-        self.conn, self.store, self.agents, self.events = conn, store, agents, events
+    def __init__(self, conn: Connection, agents: int) -> None:
+        self.conn, self.agents = conn, agents
 
     def counters(self) -> dict[str, Any]:
         self.conn.send("counters")
@@ -103,16 +102,24 @@ class Bench:
     async def measure(
         self, scheduler: Scheduler, phase: str, events: int, changed: int
     ) -> tuple[PhaseResult, dict[str, Any]]:
-        before, cpu, wall = self.counters(), cpu_seconds(), time.perf_counter()
-        results = await scheduler.run_once()
-        wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
+        before = self.counters()
+        with Meter() as meter:
+            results = await scheduler.run_once()
         after = self.counters()
         bad = {a: (r.result, r.error) for a, r in results.items() if r.result != "ok"}
         if bad:
             raise SystemExit(f"{phase}: passes did not end ok: {list(bad.items())[:3]}")
         requests = after["requests"] - before["requests"]
         result = PhaseResult(
-            BENCH, phase, self.agents, events, wall, cpu, peak_rss_mb(), requests, changed
+            BENCH,
+            phase,
+            self.agents,
+            events,
+            meter.wall_s,
+            meter.cpu_s,
+            peak_rss_mb(),
+            requests,
+            changed,
         )
         return result, after
 
@@ -166,7 +173,7 @@ async def run(args: argparse.Namespace, conn: Connection, options: dict[str, Any
                 hub=HubSettings(max_concurrent_syncs=args.concurrency),
                 accounts={ACCOUNT: AccountConfig(ACCOUNT, "graph365", options)},
             )
-            bench = Bench(conn, store, args.agents, args.events)
+            bench = Bench(conn, args.agents)
             phases: list[PhaseResult] = []
             async with Scheduler(store, config, registry, Metrics(), background=False) as sched:
                 phase, after = await bench.measure(sched, "initial", total, total)
