@@ -264,6 +264,7 @@ class _Pass:
         self.cal = CalendarRef(agent.id, agent.email, agent.calendar)
         self.window: Window = sync_window(now, self.settings.days_past, self.settings.days_future)
         self.statuses: dict[str, SyncStatus] = {}
+        self.requests: dict[str, Request | None] = {}  # read once per pass, for rendering
         # The agent's hub_seq as far as this pass accounts for it (its own writes included);
         # None once a change by someone else may have slipped in.
         self.seq: int | None = None
@@ -466,7 +467,8 @@ class _Pass:
         return have
 
     async def _renderer(self, appts: Iterable[Appointment]) -> Callable[[Appointment], EventData]:
-        requests: dict[str, Request | None] = {}
+        # Kept on the pass: the re-plan after a lookup reads only the requests it adds.
+        requests = self.requests
         for appt in appts:
             rid = appt.request_id
             if rid is not None and rid not in requests:
