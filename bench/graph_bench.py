@@ -146,18 +146,14 @@ async def populate(store: SqliteStore, agents: int, events: int) -> list[Agent]:
 
 
 async def move_some(store: SqliteStore, agents: list[Agent], per_agent: int) -> int:
-    moved = 0
+    ids = [f"{agent.id}-{i * 37}" for agent in agents for i in range(per_agent)]
+    shift = timedelta(hours=1)
     async with store.transaction("api") as tx:
-        for agent in agents:
-            for i in range(per_agent):
-                appt = await store.get_appointment(f"{agent.id}-{i * 37}")
-                assert appt is not None
-                shift = timedelta(hours=1)
-                await tx.put_appointment(
-                    appt.evolve(start=appt.start + shift, end=appt.end + shift)
-                )
-                moved += 1
-    return moved
+        found = await tx.get_appointments(ids)  # one query, not one per appointment
+        assert len(found) == len(ids)
+        for appt in found.values():
+            await tx.put_appointment(appt.evolve(start=appt.start + shift, end=appt.end + shift))
+    return len(found)
 
 
 async def run(args: argparse.Namespace, conn: Connection, options: dict[str, Any]) -> None:
