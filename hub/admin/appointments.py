@@ -15,7 +15,6 @@ from hub.admin.validation import (
     read_object,
     text,
 )
-from hub.admin.views import AppointmentViews
 from hub.rules import Change
 
 routes = web.RouteTableDef()
@@ -29,15 +28,14 @@ async def list_appointments(request: web.Request) -> web.Response:
     agent = await agent_filter(hub, params.get("agent"))
     start, end = query_span(params)
     appts = await hub.store.list_appointments(agent_id=agent, start=start, end=end)
-    views = AppointmentViews(hub.store, hub.config.hub)
-    return web.json_response(await views.many(appts))
+    return web.json_response(await hub.views().many(appts))
 
 
 @routes.get("/appointments/{id}", name="appointment")
 async def get_appointment(request: web.Request) -> web.Response:
     hub = hub_of(request)
     appt = await appointment_or_404(hub, request.match_info["id"])
-    return web.json_response(await AppointmentViews(hub.store, hub.config.hub).one(appt))
+    return web.json_response(await hub.views().one(appt))
 
 
 @routes.patch("/appointments/{id}", name="appointment-update")
@@ -59,11 +57,11 @@ async def update_appointment(request: web.Request) -> web.Response:
     if not fields:
         raise invalid("body", "name at least one of start, end, subject, note, location, private")
     appt = await hub.rules.change(appointment_id, Change(**fields))
-    return web.json_response(await AppointmentViews(hub.store, hub.config.hub).one(appt))
+    return web.json_response(await hub.views().one(appt))
 
 
 @routes.delete("/appointments/{id}", name="appointment-delete")
 async def delete_appointment(request: web.Request) -> web.Response:
     hub = hub_of(request)
     tombstone = await hub.rules.cancel(request.match_info["id"])
-    return web.json_response(await AppointmentViews(hub.store, hub.config.hub).one(tombstone))
+    return web.json_response(await hub.views().one(tombstone))

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from hub.admin.context import hub_of
 from hub.admin.validation import boolean, parse_fields, read_object
-from hub.admin.views import AppointmentViews, approval_json
+from hub.admin.views import approval_json
 
 routes = web.RouteTableDef()
 
@@ -15,7 +15,7 @@ routes = web.RouteTableDef()
 async def list_approvals(request: web.Request) -> web.Response:
     """Pending approvals, oldest first, each with its appointment."""
     hub = hub_of(request)
-    views = AppointmentViews(hub.store, hub.config.hub)
+    views = hub.views()
     items = []
     for approval in await hub.store.list_approvals(pending_only=True):
         appt = await hub.store.get_appointment(approval.appointment_id)
@@ -31,5 +31,6 @@ async def decide(request: web.Request) -> web.Response:
     hub = hub_of(request)
     fields = parse_fields(await read_object(request), {"approve": boolean}, required=("approve",))
     approval, appt = await hub.rules.decide(request.match_info["id"], fields["approve"])
-    views = AppointmentViews(hub.store, hub.config.hub)
-    return web.json_response({**approval_json(approval), "appointment": await views.one(appt)})
+    return web.json_response(
+        {**approval_json(approval), "appointment": await hub.views().one(appt)}
+    )

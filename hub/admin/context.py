@@ -13,6 +13,7 @@ from aiohttp import web
 
 from hub.admin.errors import ApiError, invalid
 from hub.admin.validation import identifier
+from hub.admin.views import AppointmentViews
 from hub.config import Config
 from hub.control import SyncControl
 from hub.metrics import Metrics
@@ -35,6 +36,10 @@ class AdminContext:
     control: SyncControl | None
     rules: Rules
     render_limiter: anyio.CapacityLimiter | None = None
+
+    def views(self) -> AppointmentViews:
+        """Fresh appointment views for one HTTP request (their caches must not outlive it)."""
+        return AppointmentViews(self.store, self.config.hub)
 
 
 HUB = web.AppKey("calhub", AdminContext)

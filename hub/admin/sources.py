@@ -23,7 +23,7 @@ from hub.admin.validation import (
     read_object,
     text,
 )
-from hub.admin.views import AppointmentViews, request_json
+from hub.admin.views import request_json
 from hub.rules import Action, Booking, Plan
 
 routes = web.RouteTableDef()
@@ -38,8 +38,7 @@ async def get_request(request: web.Request) -> web.Response:
     hub = hub_of(request)
     found = await request_or_404(hub, request.match_info["rid"])
     appts = await hub.store.list_appointments(request_id=found.id)
-    views = AppointmentViews(hub.store, hub.config.hub)
-    return web.json_response({**request_json(found), "appointments": await views.many(appts)})
+    return web.json_response({**request_json(found), "appointments": await hub.views().many(appts)})
 
 
 @routes.put("/requests/{rid}/planned", name="plan")
@@ -58,8 +57,7 @@ async def put_plan(request: web.Request) -> web.Response:
         required=("agents", "start"),
     )
     appts = await hub.rules.plan(rid, Plan(**fields))
-    views = AppointmentViews(hub.store, hub.config.hub)
-    return web.json_response({"request_id": rid, "appointments": await views.many(appts)})
+    return web.json_response({"request_id": rid, "appointments": await hub.views().many(appts)})
 
 
 @routes.delete("/requests/{rid}/planned", name="plan-clear")
@@ -93,8 +91,7 @@ async def post_action(request: web.Request) -> web.Response:
     if outcome.appointment is None:
         body.update(appointment=None, reason=outcome.reason)
         return web.json_response(body)
-    views = AppointmentViews(hub.store, hub.config.hub)
-    body.update(appointment=await views.one(outcome.appointment), reason=None)
+    body.update(appointment=await hub.views().one(outcome.appointment), reason=None)
     return web.json_response(body, status=201)
 
 
@@ -118,9 +115,8 @@ async def post_booking(request: web.Request) -> web.Response:
         required=("subject", "start", "end", "agents"),
     )
     appts = await hub.rules.book(rid, Booking(**fields))
-    views = AppointmentViews(hub.store, hub.config.hub)
     return web.json_response(
-        {"request_id": rid, "appointments": await views.many(appts)}, status=201
+        {"request_id": rid, "appointments": await hub.views().many(appts)}, status=201
     )
 
 
@@ -129,5 +125,4 @@ async def list_bookings(request: web.Request) -> web.Response:
     hub = hub_of(request)
     found = await request_or_404(hub, request.match_info["rid"])
     appts = await hub.store.list_appointments(request_id=found.id)
-    views = AppointmentViews(hub.store, hub.config.hub)
-    return web.json_response(await views.many(appts))
+    return web.json_response(await hub.views().many(appts))
