@@ -90,9 +90,10 @@ class Fetcher:
 
     # ----------------------------------------------------------------------- requests
 
-    async def _multistatus(
+    async def multistatus(
         self, method: str, url: str, body: bytes, depth: str, operation: str
     ) -> davxml.Multistatus:
+        """One PROPFIND or REPORT; raises the mapped ProviderError for any failure."""
         reply = await self._client.request(
             method, url, operation=operation, body=body, content_type=XML, depth=depth
         )
@@ -118,7 +119,7 @@ class Fetcher:
         self, collection: Collection, props: Iterable[tuple[str, str]]
     ) -> davxml.DavResponse | None:
         """PROPFIND depth 0: the collection's own response, None when it is not among them."""
-        status = await self._multistatus(
+        status = await self.multistatus(
             "PROPFIND", collection.url, davxml.propfind(props), "0", "propfind"
         )
         own = collection.path.rstrip("/")
@@ -127,7 +128,7 @@ class Fetcher:
     async def etag_listing(self, collection: Collection) -> dict[str, str]:
         """Every resource's etag (PROPFIND depth 1), keyed by decoded path."""
         props = [(DAV, "getetag"), (DAV, "resourcetype")]
-        status = await self._multistatus(
+        status = await self.multistatus(
             "PROPFIND", collection.url, davxml.propfind(props), "1", "propfind"
         )
         return {
@@ -142,7 +143,7 @@ class Fetcher:
     ) -> list[davxml.DavResponse]:
         """calendar-query for events overlapping [start, end)."""
         body = davxml.calendar_query(start, end, data=data)
-        status = await self._multistatus(
+        status = await self.multistatus(
             "REPORT", collection.url, body, "1", "report:calendar-query"
         )
         return [r for r in status.responses if _is_member(r, collection)]
@@ -155,7 +156,7 @@ class Fetcher:
         ordered = sorted(paths)
         for i in range(0, len(ordered), MULTIGET_BATCH):
             body = davxml.calendar_multiget(quote_path(p) for p in ordered[i : i + MULTIGET_BATCH])
-            status = await self._multistatus("REPORT", collection.url, body, "1", "report:multiget")
+            status = await self.multistatus("REPORT", collection.url, body, "1", "report:multiget")
             found.extend(r for r in status.responses if _is_member(r, collection))
         return found
 

@@ -39,7 +39,7 @@ from hub.spec import (
 )
 from plugins.caldav import davxml, ical
 from plugins.caldav.checks import run_checks
-from plugins.caldav.client import ICAL, XML, Credentials, DavClient, path_url, tls_context
+from plugins.caldav.client import ICAL, Credentials, DavClient, path_url, tls_context
 from plugins.caldav.davxml import CALDAV, DAV, tag
 from plugins.caldav.discovery import Collection, Discovery
 from plugins.caldav.errors import error_for, raise_for
@@ -172,16 +172,9 @@ class CalDAVProvider(Provider):
     async def _etag(self, collection: Collection, path: str) -> str:
         """The etag of one resource, for servers that do not return it on PUT/GET."""
         url = path_url(collection.url, path)
-        reply = await self.client.request(
-            "PROPFIND", url, operation="propfind", body=davxml.propfind([(DAV, "getetag")]),
-            content_type=XML, depth="0",
-        )  # fmt: skip
-        raise_for(reply.status, reply.headers, operation="PROPFIND", resource=path)
-        try:
-            responses = davxml.parse_multistatus(reply.body).responses
-        except davxml.XmlError as exc:
-            raise PermanentError(f"PROPFIND {path}: {exc}") from None
-        for response in responses:
+        body = davxml.propfind([(DAV, "getetag")])
+        status = await self.fetcher.multistatus("PROPFIND", url, body, "0", "propfind")
+        for response in status.responses:
             etag = response.text(tag(DAV, "getetag"))
             if etag:
                 return etag
