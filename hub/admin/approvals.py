@@ -15,10 +15,12 @@ routes = web.RouteTableDef()
 async def list_approvals(request: web.Request) -> web.Response:
     """Pending approvals, oldest first, each with its appointment."""
     hub = hub_of(request)
+    approvals = await hub.store.list_approvals(pending_only=True)
+    appts = await hub.store.get_appointments(a.appointment_id for a in approvals)
     views = hub.views()
     items = []
-    for approval in await hub.store.list_approvals(pending_only=True):
-        appt = await hub.store.get_appointment(approval.appointment_id)
+    for approval in approvals:
+        appt = appts.get(approval.appointment_id)
         if appt is None:  # cancelled under a queued approval; nothing left to decide
             continue
         items.append({**approval_json(approval), "appointment": await views.one(appt)})
