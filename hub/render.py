@@ -15,12 +15,12 @@ import functools
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hub.model import Agent, Appointment, Kind, Request
-from hub.spec import EventData, ShowAs
+from hub.spec import EventData, ShowAs, as_utc
 
 if TYPE_CHECKING:  # hub.config imports this module to check templates at load
     from hub.config import HubSettings
@@ -161,11 +161,7 @@ def hub_zone(settings: HubSettings) -> tzinfo | None:
 
 
 def _local(value: datetime, zone: tzinfo | None) -> datetime:
-    return _aware(value).astimezone(zone)
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return as_utc(value).astimezone(zone)
 
 
 def _readable(value: datetime | date, zone: tzinfo | None) -> str:
@@ -176,7 +172,7 @@ def _readable(value: datetime | date, zone: tzinfo | None) -> str:
 
 def _minutes(start: datetime | date, end: datetime | date) -> int:
     if isinstance(start, datetime) and isinstance(end, datetime):
-        return max(0, int((_aware(end) - _aware(start)).total_seconds() // 60))
+        return max(0, int((as_utc(end) - as_utc(start)).total_seconds() // 60))
     if not isinstance(start, datetime) and not isinstance(end, datetime):
         return max(0, (end - start).days * 24 * 60)
     return 0
