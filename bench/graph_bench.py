@@ -62,16 +62,7 @@ async def _serve(conn: Connection, latency_ms: float, mailboxes: list[str]) -> N
     async with GraphFake(ca, latency_ms=latency_ms) as fake:
         for email in mailboxes:
             fake.add_mailbox(email)
-        conn.send(
-            {
-                "tenant_id": fake.tenant,
-                "client_id": fake.client_id,
-                "client_secret": fake.client_secret,
-                "authority": fake.authority,
-                "base_url": fake.base_url,
-                "ca_file": str(ca.ca_file),
-            }
-        )
+        conn.send(fake.account_options())
         loop = asyncio.get_running_loop()
         while (cmd := await loop.run_in_executor(None, conn.recv)) != "stop":
             assert cmd == "counters", cmd

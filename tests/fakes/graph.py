@@ -260,6 +260,17 @@ class GraphFake:
     def authority(self) -> str:
         return self.url
 
+    def account_options(self) -> dict[str, object]:
+        """The graph365 account options that point calhub at this fake (trusting its CA)."""
+        return {
+            "tenant_id": self.tenant,
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "authority": self.authority,
+            "base_url": self.base_url,
+            "ca_file": str(self.ca.ca_file),
+        }
+
     async def __aenter__(self) -> GraphFake:
         await self.start()
         return self

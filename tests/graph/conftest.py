@@ -34,16 +34,7 @@ async def fake(ca: TestCA) -> AsyncIterator[GraphFake]:
 
 def account_for(fake: GraphFake, name: str = "o365", **overrides: object) -> AccountConfig:
     """The account section an administrator would write, pointed at the fake."""
-    options: dict[str, object] = {
-        "tenant_id": fake.tenant,
-        "client_id": fake.client_id,
-        "client_secret": fake.client_secret,
-        "authority": fake.authority,
-        "base_url": fake.base_url,
-        "ca_file": str(fake.ca.ca_file),
-        "page_size": 50,
-    }
-    options.update(overrides)
+    options = {**fake.account_options(), "page_size": 50, **overrides}
     return AccountConfig(name=name, provider="graph365", options=options)
 
 
