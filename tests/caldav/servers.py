@@ -75,9 +75,6 @@ class DavServer:
     proc: subprocess.Popen[bytes]
     auth: bool  # whether it checks Basic credentials
 
-    def user_url(self, user: str) -> str:
-        return urljoin(self.url, f"/{user}/") if self.name == "radicale" else self.url
-
     def stop(self) -> None:
         self.proc.terminate()
         try:
@@ -96,7 +93,6 @@ def radicale(tmp: Path) -> Iterator[DavServer]:
     rights = tmp / "rights"
     rights.write_text(RIGHTS)
     port = free_port()
-    log = tmp / "radicale.log"
     cmd = [
         sys.executable, "-m", "radicale",
         "--server-hosts", f"127.0.0.1:{port}",
@@ -109,29 +105,30 @@ def radicale(tmp: Path) -> Iterator[DavServer]:
         "--rights-file", str(rights),
         "--logging-level", "warning",
     ]  # fmt: skip
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=_env(tmp))
-    server = DavServer("radicale", f"http://127.0.0.1:{port}/", tmp / "storage", proc, True)
-    try:
-        _wait_for_port(port, proc, log)
+    with _serve("radicale", cmd, tmp, port, auth=True) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @contextlib.contextmanager
 def xandikos(tmp: Path) -> Iterator[DavServer]:
     """Xandikos (no authentication: it leaves that to a reverse proxy) with its defaults."""
     port = free_port()
-    log = tmp / "xandikos.log"
     cmd = [
         sys.executable, "-m", "xandikos", "serve", "--defaults",
         "-d", str(tmp / "storage"), "-l", "127.0.0.1", "-p", str(port),
         "--state-dir", str(tmp / "state"), "--no-detect-systemd",
     ]  # fmt: skip
+    with _serve("xandikos", cmd, tmp, port, auth=False) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def _serve(name: str, cmd: list[str], tmp: Path, port: int, *, auth: bool) -> Iterator[DavServer]:
+    """Run the server ``cmd`` (listening on ``port``, logging to ``<name>.log``) for the block."""
+    log = tmp / f"{name}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=_env(tmp))
-    server = DavServer("xandikos", f"http://127.0.0.1:{port}/", tmp / "storage", proc, False)
+    server = DavServer(name, f"http://127.0.0.1:{port}/", tmp / "storage", proc, auth)
     try:
         _wait_for_port(port, proc, log)
         yield server
