@@ -539,7 +539,9 @@ class _Pass:
         for chunk in _chunks(actions, HUB_CHUNK):
             try:
                 async with self._transaction() as tx:
-                    written = [action for action in chunk if await self._write_hub(tx, action)]
+                    planned = (a.appointment_id for a in chunk if a.planned_version is not None)
+                    versions = await self._versions(tx, planned)
+                    written = [a for a in chunk if await self._write_hub(tx, a, versions)]
             except Exception:
                 if len(chunk) == 1:
                     self._hub_failed(chunk[0])
@@ -548,7 +550,7 @@ class _Pass:
                 for action in chunk:
                     try:
                         async with self._transaction() as tx:
-                            done = await self._write_hub(tx, action)
+                            done = await self._write_hub(tx, action, {})
                     except Exception:
                         self._hub_failed(action)
                     else:
@@ -562,17 +564,34 @@ class _Pass:
         log.exception("sync: hub write %s of %s failed", action.label, action.appointment_id)
         self.tally.skip(action.appointment_id, f"hub write failed ({action.label})")
 
-    async def _moved_on(self, tx: Tx, appt_id: str, planned: int | None) -> bool:
-        """Whether the appointment changed (API, rules) since the plan was made."""
+    @staticmethod
+    async def _versions(tx: Tx, appt_ids: Iterable[str]) -> dict[str, int | None]:
+        """The current version of each appointment (None: none), read with one query for a
+        whole batch of writes instead of one per write."""
+        ids = set(appt_ids)
+        found = await tx.get_appointments(ids, include_deleted=True) if ids else {}
+        return {i: found[i].version if i in found else None for i in ids}
+
+    async def _moved_on(
+        self, tx: Tx, appt_id: str, planned: int | None, versions: dict[str, int | None]
+    ) -> bool:
+        """Whether the appointment changed (API, rules) since the plan was made.
+
+        ``versions`` holds versions read earlier in this transaction; the id is taken out of
+        it, as the caller writes the appointment next (a later check reads it again)."""
+        known = appt_id in versions
+        current = versions.pop(appt_id, None)
         if planned is None:
             return False
-        current = await tx.get_appointment(appt_id, include_deleted=True)
-        return current is not None and current.version != planned
+        if not known:
+            appt = await tx.get_appointment(appt_id, include_deleted=True)
+            current = None if appt is None else appt.version
+        return current is not None and current != planned
 
-    async def _write_hub(self, tx: Tx, action: HubAction) -> bool:
+    async def _write_hub(self, tx: Tx, action: HubAction, versions: dict[str, int | None]) -> bool:
         """Write one hub action; False when it was left for the next pass (hub changed)."""
         appt_id = action.appointment_id
-        if await self._moved_on(tx, appt_id, action.planned_version):
+        if await self._moved_on(tx, appt_id, action.planned_version, versions):
             # Writing now would undo a change made during this pass. The change triggers
             # another pass; the stale mark makes it re-read the remote side the cursor has
             # already moved past.
@@ -745,8 +764,10 @@ class _Pass:
                     dropped.append(action.appointment_id)
         if done or stale or dropped:
             async with self._transaction() as tx:
+                puts = (a.appointment_id for a, _ in done if a.hub_put is not None)
+                versions = await self._versions(tx, puts)
                 for action, res in done:
-                    await self._write_pushed(tx, action, res)
+                    await self._write_pushed(tx, action, res, versions)
                 if stale:
                     await tx.put_statuses(stale)
                 for appt_id in dropped:
@@ -757,7 +778,9 @@ class _Pass:
             raise fatal
         return again, last
 
-    async def _write_pushed(self, tx: Tx, action: PushAction, res: PushResult) -> None:
+    async def _write_pushed(
+        self, tx: Tx, action: PushAction, res: PushResult, versions: dict[str, int | None]
+    ) -> None:
         remote = res.data or action.data
         # Most providers store exactly what was sent: skip hashing the same content twice.
         remote_hash = action.hub_hash if remote == action.data else remote.content_hash()
@@ -777,7 +800,9 @@ class _Pass:
             updated_at=self.now,
         )
         put = action.hub_put
-        if put is not None and await self._moved_on(tx, action.appointment_id, put.version):
+        if put is not None and await self._moved_on(
+            tx, action.appointment_id, put.version, versions
+        ):
             # The hub changed while the remote side was being written: neither side is the
             # last-synced base any more, so the next pass re-reads the event and treats the
             # pair as changed on both sides (the conflict policy decides, and it is recorded).
