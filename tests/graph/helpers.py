@@ -12,17 +12,35 @@ from typing import Any
 from hub.backoff import RetryPolicy
 from hub.config import HubSettings
 from hub.model import Agent, Appointment, Kind, PassResult, Request
+from hub.spec import EventData, Window
 from hub.store.sqlite import SqliteStore
 from hub.sync import AgentSync
 from plugins.graph365 import GraphProvider
 from tests.fakes.graph import GraphFake
 
 ACCOUNT = "o365"
+NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+WINDOW = Window(NOW - timedelta(days=7), NOW + timedelta(days=60))
 
 
 def hour(days: int, at: int = 10) -> datetime:
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return today + timedelta(days=days, hours=at)
+
+
+def visit(i: int) -> EventData:
+    """Event number ``i``: half an hour, ``i`` hours from now."""
+    return EventData(f"Visit {i}", NOW + timedelta(hours=i), NOW + timedelta(hours=i, minutes=30))
+
+
+def owner_creates(fake: GraphFake, mailbox: str, count: int) -> list[str]:
+    """The owner creates ``count`` events E0.. in Outlook, one an hour from now; their ids."""
+    return [
+        fake.owner_create(
+            mailbox, f"E{i}", NOW + timedelta(hours=i), NOW + timedelta(hours=i, minutes=30)
+        )
+        for i in range(count)
+    ]
 
 
 @dataclass

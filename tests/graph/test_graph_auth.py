@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 import trustme
 
-from hub.spec import AuthError, CalendarRef, CursorInvalid, PermanentError, Window
+from hub.spec import AuthError, CalendarRef, CursorInvalid, PermanentError
 from plugins.graph365 import GraphProvider
 from tests.fakes.graph import GraphFake
 from tests.fakes.tls import TestCA
 from tests.graph.conftest import MAILBOXES, account_for
+from tests.graph.helpers import WINDOW, owner_creates
 
 MAILBOX = MAILBOXES[0]
-NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-WINDOW = Window(NOW - timedelta(days=7), NOW + timedelta(days=60))
 
 
 async def test_the_secret_credential_gets_its_token_over_tls_and_every_call_carries_it(
@@ -71,10 +69,7 @@ async def elsewhere(ca: TestCA) -> AsyncIterator[GraphFake]:
 async def test_a_next_link_to_another_host_is_not_followed(
     provider: GraphProvider, fake: GraphFake, elsewhere: GraphFake, cal: CalendarRef
 ) -> None:
-    for i in range(60):  # more than one page (page_size 50)
-        fake.owner_create(
-            cal.mailbox, f"E{i}", NOW + timedelta(hours=i), NOW + timedelta(hours=i, minutes=30)
-        )
+    owner_creates(fake, cal.mailbox, 60)  # more than one page (page_size 50)
     fake.link_base = f"https://localhost:{elsewhere.port}"
     with pytest.raises(PermanentError, match="nextLink points off base_url"):
         await provider.fetch(cal, WINDOW, None)

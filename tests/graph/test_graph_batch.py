@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import pytest
 
 from hub.spec import (
     CalendarRef,
-    EventData,
     NotFoundError,
     PreconditionFailed,
     PushItem,
@@ -19,12 +16,7 @@ from plugins.graph365 import GraphProvider
 from plugins.graph365.batch import LANES, BatchRequest, batch_body, relative_url
 from plugins.graph365.wire import PREFER
 from tests.fakes.graph import GraphFake
-
-NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def event(i: int) -> EventData:
-    return EventData(f"Visit {i}", NOW + timedelta(hours=i), NOW + timedelta(hours=i, minutes=30))
+from tests.graph.helpers import visit
 
 
 @pytest.mark.parametrize(
@@ -101,15 +93,15 @@ async def test_fake_refuses_what_graph_refuses_in_a_batch(
 async def test_each_item_of_a_batch_gets_its_own_outcome(
     provider: GraphProvider, fake: GraphFake, cal: CalendarRef
 ) -> None:
-    first = await provider.push_one(cal, PushItem("h0", event(0)))
-    moved = await provider.push_one(cal, PushItem("h0", event(1), first.remote_id, first.version))
+    first = await provider.push_one(cal, PushItem("h0", visit(0)))
+    moved = await provider.push_one(cal, PushItem("h0", visit(1), first.remote_id, first.version))
     assert moved.version != first.version
     outcomes = await provider.push(
         cal,
         [
-            PushItem("h1", event(2)),
-            PushItem("h0", event(3), first.remote_id, first.version),  # stale etag
-            PushItem("h9", event(4), "AAMkmissing", 'W/"x"'),
+            PushItem("h1", visit(2)),
+            PushItem("h0", visit(3), first.remote_id, first.version),  # stale etag
+            PushItem("h9", visit(4), "AAMkmissing", 'W/"x"'),
         ],
     )
     assert isinstance(outcomes[0], PushResult) and outcomes[0].hub_id == "h1"
@@ -122,7 +114,7 @@ async def test_a_throttled_item_is_transient_and_its_lane_still_runs(
 ) -> None:
     fake.throttle(cal.mailbox, 1, retry_after=9)
     before = fake.requests["batch"]
-    outcomes = await provider.push(cal, [PushItem(f"h{i}", event(i)) for i in range(6)])
+    outcomes = await provider.push(cal, [PushItem(f"h{i}", visit(i)) for i in range(6)])
     assert isinstance(outcomes[0], TransientError) and outcomes[0].retry_after == 9
     assert all(isinstance(o, PushResult) for o in outcomes[1:])
     # Item 5 waited on item 1 (same lane), got 424 and was sent again at once.
@@ -133,7 +125,7 @@ async def test_a_throttled_item_is_transient_and_its_lane_still_runs(
 async def test_a_full_batch_stays_within_four_concurrent_requests_per_mailbox(
     provider: GraphProvider, fake: GraphFake, cal: CalendarRef
 ) -> None:
-    outcomes = await provider.push(cal, [PushItem(f"h{i}", event(i)) for i in range(20)])
+    outcomes = await provider.push(cal, [PushItem(f"h{i}", visit(i)) for i in range(20)])
     assert all(isinstance(o, PushResult) for o in outcomes)
     assert fake.peak_in_flight[cal.mailbox] == 4
     assert fake.requests["batch"] == 1
@@ -155,7 +147,7 @@ async def test_when_a_later_chunk_fails_the_earlier_results_still_come_back(
         return await real(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(module, "run_batch", second_call_throttled)
-    outcomes = await provider.push(cal, [PushItem(f"h{i}", event(i)) for i in range(25)])
+    outcomes = await provider.push(cal, [PushItem(f"h{i}", visit(i)) for i in range(25)])
     assert all(isinstance(o, PushResult) for o in outcomes[:20])
     assert all(isinstance(o, TransientError) and o.retry_after == 3 for o in outcomes[20:])
     assert len(fake.events(cal.mailbox)) == 20

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from hub.plugins import load_plugins
-from hub.spec import CalendarRef, EventData, PermanentError, PushItem, TransientError, Window
+from hub.spec import CalendarRef, PermanentError, PushItem, TransientError
 from plugins.graph365 import GraphProvider
 from tests.fakes.graph import GraphFake
 from tests.graph.conftest import MAILBOXES, account_for
-
-NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-WINDOW = Window(NOW - timedelta(days=7), NOW + timedelta(days=60))
+from tests.graph.helpers import NOW, WINDOW, owner_creates, visit
 
 
 @pytest.mark.parametrize("status", [429, 503, 504])
@@ -33,7 +31,7 @@ async def test_throttling_is_one_request_then_the_engines_back_off(
 async def test_concurrent_calls_stay_within_four_per_mailbox(
     provider: GraphProvider, fake: GraphFake, cal: CalendarRef
 ) -> None:
-    created = await provider.push(cal, [PushItem(f"h{i}", ev(i)) for i in range(3)])
+    created = await provider.push(cal, [PushItem(f"h{i}", visit(i)) for i in range(3)])
     fake.latency = 0.05
     other = CalendarRef("bob", MAILBOXES[1])
     calls = [provider.get(cal, created[i % 3].remote_id) for i in range(10)]  # type: ignore[union-attr]
@@ -45,21 +43,10 @@ async def test_concurrent_calls_stay_within_four_per_mailbox(
     assert 1 <= fake.peak_in_flight[other.mailbox] <= 4
 
 
-def ev(i: int, subject: str = "Visit") -> EventData:
-    return EventData(
-        f"{subject} {i}", NOW + timedelta(hours=i), NOW + timedelta(hours=i, minutes=30)
-    )
-
-
 async def test_delta_pages_and_tells_deleted_from_left_window(
     provider: GraphProvider, fake: GraphFake, cal: CalendarRef
 ) -> None:
-    ids = [
-        fake.owner_create(
-            cal.mailbox, f"E{i}", NOW + timedelta(hours=i), NOW + timedelta(hours=i, minutes=30)
-        )
-        for i in range(120)
-    ]
+    ids = owner_creates(fake, cal.mailbox, 120)
     first = await provider.fetch(cal, WINDOW, None)
     assert len(first.changed) == 120 and fake.requests["delta"] == 3  # pages of 50
     assert first.changed[0].data.timezone == "Europe/Berlin"  # Outlook's Windows zone name
