@@ -19,6 +19,7 @@ from aiohttp import web
 
 from hub.admin.auth import FEED_ROUTE, bearer, check_admin, tokens_match, unauthorized
 from hub.admin.context import AdminContext, agent_or_404, hub_of
+from hub.admin.errors import ApiError
 from hub.admin.validation import query, query_span
 from hub.admin.views import EventRenderer
 from hub.ics import build_feed, feed_start
@@ -42,14 +43,15 @@ async def feed(request: web.Request) -> web.Response:
     hub = hub_of(request)
     params = query(request, ("token", "from", "to"))
     token = params.get("token")
-    agent = await hub.store.get_agent(request.match_info["id"])
-    if agent is None:
+    try:
+        agent = await agent_or_404(hub.store, request.match_info["id"])
+    except ApiError:
         # Say 404 only to a caller entitled to know which agents exist.
         check_admin(request, hub.config.admin.token)
-        agent = await agent_or_404(hub.store, request.match_info["id"])
+        raise
     _authorise(request, hub, agent, token)
     start, end = query_span(params, feed_start(datetime.now(UTC), hub.config.hub.days_past))
-    renderer = EventRenderer(hub.store, hub.config.hub)
+    renderer = EventRenderer(hub.store, hub.config.hub, [agent])
     entries = []
     for appt in await hub.store.list_appointments(agent_id=agent.id, start=start, end=end):
         event = await renderer.event(appt)

@@ -26,7 +26,7 @@ async def pending_pushes(hub: AdminContext, agent: Agent, now: datetime) -> dict
     window = sync_window(now, hub.config.hub.days_past, hub.config.hub.days_future)
     status = {s.appointment_id: s for s in await hub.store.list_status(agent.id, agent.account)}
     appts = await hub.store.list_appointments(agent_id=agent.id, include_deleted=True)
-    renderer = EventRenderer(hub.store, hub.config.hub)
+    renderer = EventRenderer(hub.store, hub.config.hub, [agent])
     for appt in appts:
         row = status.get(appt.id)
         if appt.deleted:

@@ -7,6 +7,7 @@ status table once per HTTP request rather than once per appointment.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict
 from datetime import date, datetime
 from typing import Any
@@ -133,10 +134,11 @@ class EventRenderer:
     """Renders appointments into the events their agents' calendars show, reading each agent
     and request once however many appointments refer to it."""
 
-    def __init__(self, store: Store, settings: HubSettings) -> None:
+    def __init__(self, store: Store, settings: HubSettings, known: Iterable[Agent] = ()) -> None:
         self.store = store
         self.settings = settings
-        self._agents: dict[str, Agent | None] = {}
+        # Agents the caller has read already are not read again.
+        self._agents: dict[str, Agent | None] = {agent.id: agent for agent in known}
         self._requests: dict[str, Request | None] = {}
 
     async def agent(self, agent_id: str) -> Agent | None:
