@@ -431,10 +431,14 @@ class _Reconciler:
         assert appt is not None and data is not None
         if not hub_changed and not remote_changed:
             if status is not None and (dirty or (event and event.version != status.remote_version)):
-                self._status_action(label or "status", status, appt, data, event, version)
+                self._status_action(
+                    label or "status", status, appt.id, event, version, hub_hash, remote_hash
+                )
             return
         if event is not None and hub_hash == remote_hash:
-            self._status_action(label or "status", status, appt, data, event, version)
+            self._status_action(
+                label or "status", status, appt.id, event, version, hub_hash, remote_hash
+            )
             return
         if hub_changed and not remote_changed:
             self._push_update(appt, data, rid, version, label="update")
@@ -489,15 +493,19 @@ class _Reconciler:
         if data is None:
             return
         put = updated if (force_put or updated != appt) else None
-        if data.content_hash() == remote.content_hash():
-            status = self._status(appt.id, data, event.remote_id, event.version, remote)
+        digest, remote_digest = data.content_hash(), remote.content_hash()
+        if digest == remote_digest:
+            status = self._status(
+                appt.id, event.remote_id, event.version, remote, digest, remote_digest
+            )
             self.plan.hub.append(
                 HubAction(label, appt.id, put=put, status=status, conflict=conflict)
             )
             return
         # Generated content (A/B subject and body, the hub's own fields) is not taken from
         # the remote side: push the hub's rendering back, keeping the remote's times.
-        rejected = sorted(k for k, v in data.canonical().items() if v != remote.canonical()[k])
+        rcanon = remote.canonical()
+        rejected = sorted(k for k, v in data.canonical().items() if v != rcanon[k])
         self._push_update(
             appt,
             data,
@@ -737,11 +745,13 @@ class _Reconciler:
     def _status(
         self,
         appt_id: str,
-        hub_data: EventData,
         remote_id: str,
         version: str | None,
         remote_data: EventData,
+        hub_hash: str | None,
+        remote_hash: str | None,
     ) -> SyncStatus:
+        """The synced row of a pair; the caller passes the content hashes it already has."""
         start, end = _span(remote_data)
         return SyncStatus(
             agent_id=self.inp.agent.id,
@@ -749,8 +759,8 @@ class _Reconciler:
             account=self.inp.account,
             remote_id=remote_id,
             remote_version=version,
-            hub_hash=hub_data.content_hash(),
-            remote_hash=remote_data.content_hash(),
+            hub_hash=hub_hash,
+            remote_hash=remote_hash,
             start=start,
             end=end,
         )
@@ -759,29 +769,33 @@ class _Reconciler:
         self,
         label: str,
         status: SyncStatus | None,
-        appt: Appointment,
-        data: EventData,
+        appt_id: str,
         event: RemoteEvent | None,
         version: str | None,
+        hub_hash: str | None,
+        remote_hash: str | None,
     ) -> None:
         if event is None:
             if status is None or status.remote_id is None:
                 return
             new = replace(status, state=SYNCED, remote_version=version)
         else:
-            new = self._status(appt.id, data, event.remote_id, event.version, event.data)
-        self.plan.hub.append(HubAction(label, appt.id, status=new))
+            new = self._status(
+                appt_id, event.remote_id, event.version, event.data, hub_hash, remote_hash
+            )
+        self.plan.hub.append(HubAction(label, appt_id, status=new))
 
     def _ext_status(self, appt_id: str, event: RemoteEvent, data: EventData) -> SyncStatus:
         start, end = _span(data)
+        digest = data.content_hash()  # an import's hub copy is the remote content
         return SyncStatus(
             agent_id=self.inp.agent.id,
             appointment_id=appt_id,
             account=self.inp.account,
             remote_id=event.remote_id,
             remote_version=event.version,
-            hub_hash=data.content_hash(),
-            remote_hash=data.content_hash(),
+            hub_hash=digest,
+            remote_hash=digest,
             external=True,
             series_id=event.series_id,
             start=start,
