@@ -125,14 +125,18 @@ async def populate(store: SqliteStore, agents: int, events: int) -> list[Agent]:
                 account=ACCOUNT, colour="#3a87ad",
             )  # fmt: skip
             made.append(await tx.put_agent(agent))
-            for i in range(events):
-                start = today + timedelta(days=1 + i % 50, hours=8 + (i // 50) % 9)
-                await tx.put_appointment(
+            starts = [
+                today + timedelta(days=1 + i % 50, hours=8 + (i // 50) % 9) for i in range(events)
+            ]
+            await tx.put_appointments(
+                [
                     Appointment(
                         id=f"{agent.id}-{i}", agent_id=agent.id, kind=Kind.MANUAL,
                         start=start, end=start + timedelta(minutes=45), subject=f"Visit {i}",
                     )
-                )  # fmt: skip
+                    for i, start in enumerate(starts)
+                ]
+            )  # fmt: skip
     return made
 
 
@@ -142,8 +146,9 @@ async def move_some(store: SqliteStore, agents: list[Agent], per_agent: int) -> 
     async with store.transaction("api") as tx:
         found = await tx.get_appointments(ids)  # one query, not one per appointment
         assert len(found) == len(ids)
-        for appt in found.values():
-            await tx.put_appointment(appt.evolve(start=appt.start + shift, end=appt.end + shift))
+        await tx.put_appointments(
+            [appt.evolve(start=appt.start + shift, end=appt.end + shift) for appt in found.values()]
+        )
     return len(found)
 
 
