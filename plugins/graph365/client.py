@@ -107,6 +107,7 @@ class GraphHttp:
             raise PermanentError(f"graph365: base_url must be https: {base_url!r}")
         self.base_url = base_url.rstrip("/")
         self.origin = (split.scheme, (split.hostname or "").lower(), split.port)
+        self._base_path = split.path
         self.credential = credential
         self.scope = scope
         self.account = account
@@ -143,7 +144,7 @@ class GraphHttp:
         """Whether ``url`` is on base_url's origin (scheme, host and port)."""
         split = urlsplit(url)
         origin = (split.scheme, (split.hostname or "").lower(), split.port)
-        return origin == self.origin and split.path.startswith(urlsplit(self.base_url).path)
+        return origin == self.origin and split.path.startswith(self._base_path)
 
     async def token(self) -> str:
         """Acquire (or reuse) the app token, raising the hub's AuthError when refused."""
