@@ -236,7 +236,6 @@ class GraphFake:
         self.transactions_outlive_deletes = False
         self.requests: Counter[str] = Counter()  # HTTP requests by kind
         self.mailbox_requests: Counter[tuple[str, str]] = Counter()  # (mailbox, kind) HTTP
-        self.ops: Counter[tuple[str, str]] = Counter()  # (mailbox, kind) incl. $batch items
         self.without_immutable_id = 0  # requests (and batch items) missing the Prefer
         self.attendee_writes = 0
         self.peak_in_flight: Counter[str] = Counter()  # per mailbox, incl. $batch waves
@@ -409,9 +408,6 @@ class GraphFake:
         if ev.transaction_id:
             mb.deleted_items[ev.transaction_id] = ev
         self._log(mb, event_id)
-
-    def find_by_property(self, email: str, value: str) -> list[FakeEvent]:
-        return [ev for ev in self.events(email) if value in ev.extended.values()]
 
     # ------------------------------------------------------------------ token endpoint
 
@@ -650,7 +646,6 @@ class GraphFake:
         try:
             query = _query(split.query)
             if mb is not None:
-                self.ops[(mb.email.lower(), "batch-item")] += 1
                 self._gate(mb)
                 per_mailbox[mb.email.lower()] += 1
                 self._peak(mb, per_mailbox[mb.email.lower()] + mb.in_flight)
@@ -678,7 +673,6 @@ class GraphFake:
         if m["cal"] is not None and m["cal"] != mb.calendar_id:
             raise GraphError(404, "ErrorItemNotFound", "The specified object was not found.")
         rest, eid = m["rest"], m["eid"]
-        self.ops[(mb.email.lower(), _kind(method, tail))] += 1
         tz = prefer.get("outlook.timezone", "UTC")
         if rest == "calendar" and method == "GET":
             return Reply(200, {"id": mb.calendar_id, "name": "Calendar", "canEdit": True})
