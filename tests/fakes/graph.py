@@ -520,7 +520,7 @@ class GraphFake:
                 reply = await self._batch(request)
             else:
                 body = await _read_json(request)
-                reply = await self._top_level(request, tail, body)
+                reply = await self._top_level(request, tail, kind, body)
         except GraphError as err:
             reply = Reply(err.status, err.body(), err.headers)
         if reply.status == 204 or reply.body is None:
@@ -543,12 +543,12 @@ class GraphFake:
         if token.audience != GRAPH_RESOURCE:
             raise GraphError(401, "InvalidAuthenticationToken", "Invalid audience.")
 
-    async def _top_level(self, request: web.Request, tail: str, body: Any) -> Reply:
+    async def _top_level(self, request: web.Request, tail: str, kind: str, body: Any) -> Reply:
         query = _query(request.query_string)
         mb = self._mailbox_of(tail)
         if mb is None:
             return self._dispatch(request.method, tail, query, request.headers, body)
-        self.mailbox_requests[(mb.email.lower(), _kind(request.method, tail))] += 1
+        self.mailbox_requests[(mb.email.lower(), kind)] += 1
         self._gate(mb)
         if mb.in_flight >= MAILBOX_CONCURRENCY:
             raise _concurrency_error()
