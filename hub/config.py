@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from hub.durations import parse_duration
-from hub.model import Agent, ConflictPolicy, Policy, RemoteDelete
+from hub.model import Agent, ConflictPolicy, Policy, RemoteDelete, is_colour
 from hub.render import check_template
 from hub.spec import AccountConfig, Option, ProviderRegistry
 
@@ -96,7 +96,6 @@ class Config:
 T = TypeVar("T")
 E = TypeVar("E", bound=StrEnum)
 
-_COLOUR = re.compile(r"#[0-9A-Fa-f]{6}")
 _AGENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]*")
 _TOML_TYPES: Mapping[type, str] = {
     bool: "boolean",
@@ -182,7 +181,7 @@ def _template(value: object) -> str:
 
 def _colour(value: object) -> str:
     text = _str(value)
-    if not _COLOUR.fullmatch(text):
+    if not is_colour(text):
         raise ValueError(f"expected a colour written '#rrggbb', got {text!r}")
     return text.lower()
 

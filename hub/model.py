@@ -11,10 +11,18 @@ end. ``version`` increases on every hub-side change; sync compares content hashe
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
+
+_COLOUR = re.compile(r"#[0-9A-Fa-f]{6}")
+
+
+def is_colour(value: object) -> bool:
+    """Whether ``value`` is an agent colour as the hub takes it: ``#rrggbb``."""
+    return isinstance(value, str) and _COLOUR.fullmatch(value) is not None
 
 
 class Policy(StrEnum):

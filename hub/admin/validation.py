@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from hub.admin.errors import ApiError, invalid
-from hub.model import Policy
+from hub.model import Policy, is_colour
 from hub.spec import as_utc
 
 Parser = Callable[[Any, str], Any]
@@ -25,7 +25,6 @@ Parser = Callable[[Any, str], Any]
 MAX_TEXT = 10_000
 MAX_MINUTES = 31 * 24 * 60  # a month: longer blocks are a typo, not an appointment
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}")
-_COLOUR = re.compile(r"#[0-9A-Fa-f]{6}")
 _EARLIEST, _LATEST = 1900, 2999  # keeps date arithmetic far from datetime's limits
 # In a query string an unencoded "+" arrives as a space: "09:00:00 02:00" meant "+02:00".
 _LOST_PLUS = re.compile(r" (\d\d:?\d\d)$")
@@ -165,7 +164,7 @@ def agent_policy(value: Any, field: str) -> Policy:
 
 
 def colour(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not _COLOUR.fullmatch(value):
+    if not is_colour(value):
         raise invalid(field, "must be a colour such as #3a87ad")
     return value
 
