@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,23 +17,17 @@ from typing import Any
 import icalendar
 import pytest
 
-from hub.backoff import RetryPolicy
 from hub.config import HubSettings
-from hub.model import Agent, Appointment, Kind, PassResult, RemoteDelete, Request
+from hub.model import Agent, Appointment, Kind, PassResult, RemoteDelete
 from hub.spec import PRIVATE_SUBJECT, CalendarRef, EventData
 from hub.store.sqlite import SqliteStore
-from hub.sync import AgentSync
 from plugins.caldav.provider import CalDAVProvider
 from tests.caldav.conftest import account, cal_for
 from tests.caldav.proxy import DavProxy, Fault
 from tests.caldav.servers import DavServer, Phone, make_calendar, phone_ical
+from tests.engine_support import book, hour, run_pass
 
 ACCOUNT = "dav"
-
-
-def hour(days: int, hour: int = 10) -> datetime:
-    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return today + timedelta(days=days, hours=hour)
 
 
 @dataclass
@@ -57,27 +51,20 @@ class Hub:
         return cal_for(self.phone.collection_url).calendar + name
 
     async def sync(self, **settings: Any) -> PassResult:
-        async def sleep(seconds: float) -> None:
-            self.sleeps.append(seconds)
-
-        engine = AgentSync(
-            self.store, self.provider, ACCOUNT, replace(self.settings, **settings),
-            sleep=sleep, retry_policy=RetryPolicy(attempts=4, base=0.5, cap=4.0),
-        )  # fmt: skip
-        result = await engine.run(self.agent)
+        result = await run_pass(
+            self.store,
+            self.provider,
+            ACCOUNT,
+            self.settings,
+            self.agent,
+            self.sleeps,
+            **settings,
+        )
         assert result.result == "ok", result.error
         return result
 
     async def add(self, start: datetime, subject: str = "Visit", **extra: Any) -> Appointment:
-        n = next(self._ids)
-        request = Request(id=f"R{n}", subject=f"Printer {n}", customer="ACME")
-        appt = Appointment(
-            id=f"appt-{n}", agent_id="alice", kind=Kind.MANUAL, start=start,
-            end=start + timedelta(hours=1), subject=subject, request_id=request.id, **extra,
-        )  # fmt: skip
-        async with self.store.transaction("api") as tx:
-            await tx.put_request(request)
-            return await tx.put_appointment(appt)
+        return await book(self.store, next(self._ids), "alice", start, subject, **extra)
 
     async def appointments(self) -> dict[str, Appointment]:
         return {a.id: a for a in await self.store.list_appointments(agent_id="alice")}

@@ -4,28 +4,22 @@ one graph365 account, synced by the real engine (AgentSync)."""
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from hub.backoff import RetryPolicy
 from hub.config import HubSettings
-from hub.model import Agent, Appointment, Kind, PassResult, Request
+from hub.model import Agent, Appointment, PassResult
 from hub.spec import EventData, Window
 from hub.store.sqlite import SqliteStore
-from hub.sync import AgentSync
 from plugins.graph365 import GraphProvider
+from tests.engine_support import book, run_pass
 from tests.fakes.graph import GraphFake
 
 ACCOUNT = "o365"
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 WINDOW = Window(NOW - timedelta(days=7), NOW + timedelta(days=60))
-
-
-def hour(days: int, at: int = 10) -> datetime:
-    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return today + timedelta(days=days, hours=at)
 
 
 def visit(i: int) -> EventData:
@@ -64,27 +58,15 @@ class Hub:
         allow_empty: bool = False,
         **settings: Any,
     ) -> PassResult:
-        waits = self.sleeps.setdefault(agent_id, [])
-
-        async def sleep(seconds: float) -> None:
-            waits.append(seconds)
-
-        engine = AgentSync(
-            self.store, provider or self.provider, ACCOUNT, replace(self.settings, **settings),
-            sleep=sleep, retry_policy=RetryPolicy(attempts=4, base=0.5, cap=4.0),
+        return await run_pass(
+            self.store, provider or self.provider, ACCOUNT, self.settings,
+            self.agents[agent_id], self.sleeps.setdefault(agent_id, []),
+            allow_empty=allow_empty, **settings,
         )  # fmt: skip
-        return await engine.run(self.agents[agent_id], allow_empty=allow_empty)
 
     async def add(self, start: datetime, agent_id: str = "alice", **extra: Any) -> Appointment:
         n = next(self._ids)
-        request = Request(id=f"R{n}", subject=f"Printer {n}", customer="ACME")
-        appt = Appointment(
-            id=f"appt-{n}", agent_id=agent_id, kind=Kind.MANUAL, start=start,
-            end=start + timedelta(hours=1), subject=f"Visit {n}", request_id=request.id, **extra,
-        )  # fmt: skip
-        async with self.store.transaction("api") as tx:
-            await tx.put_request(request)
-            return await tx.put_appointment(appt)
+        return await book(self.store, n, agent_id, start, f"Visit {n}", **extra)
 
     async def hub(self, agent_id: str = "alice") -> list[Appointment]:
         return await self.store.list_appointments(agent_id=agent_id)

@@ -9,9 +9,10 @@ from collections import Counter
 import pytest
 
 from hub.model import Kind
+from tests.engine_support import hour
 from tests.fakes.graph import GraphFake
 from tests.graph.conftest import MAILBOXES
-from tests.graph.helpers import Hub, hour
+from tests.graph.helpers import Hub
 
 MAILBOX = MAILBOXES[0]
 

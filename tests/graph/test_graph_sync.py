@@ -15,9 +15,10 @@ from hub.model import Kind, PassResult, RemoteDelete
 from hub.spec import PRIVATE_SUBJECT, CalendarRef, PushItem, PushOutcome
 from hub.testing.memory import SimulatedCrash
 from plugins.graph365 import GraphProvider
+from tests.engine_support import hour
 from tests.fakes.graph import GraphFake
 from tests.graph.conftest import MAILBOXES, account_for
-from tests.graph.helpers import ACCOUNT, Hub, hour
+from tests.graph.helpers import ACCOUNT, Hub
 
 
 class CrashAfterPush(GraphProvider):
