@@ -292,6 +292,10 @@ class Scheduler:
                 self._gauges()
         self._last[agent_id] = result
         self._gauges()
+        # Only a finished pass changes it: counted once per pass, not with every queue change.
+        self.metrics.attention.set(
+            sum(1 for r in self._last.values() if r.result == "needs-attention")
+        )
         if not self._active and not self._background_running:
             self._idle.set()
         return result
@@ -347,9 +351,6 @@ class Scheduler:
     def _gauges(self) -> None:
         self.metrics.queue.set(len(self._waiting) + len(self._due_now()))
         self.metrics.running.set(len(self._active))
-        self.metrics.attention.set(
-            sum(1 for r in self._last.values() if r.result == "needs-attention")
-        )
 
     # ------------------------------------------------------------------ background
 
