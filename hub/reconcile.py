@@ -115,7 +115,8 @@ def _norm(value: datetime | date) -> datetime | date:
     return as_utc(value) if isinstance(value, datetime) else value
 
 
-def _span(data: EventData) -> tuple[datetime, datetime]:
+def event_span(data: EventData) -> tuple[datetime, datetime]:
+    """An event's start and end in UTC, as status rows keep them."""
     return as_utc(data.start), as_utc(data.end)
 
 
@@ -752,7 +753,7 @@ class _Reconciler:
         remote_hash: str | None,
     ) -> SyncStatus:
         """The synced row of a pair; the caller passes the content hashes it already has."""
-        start, end = _span(remote_data)
+        start, end = event_span(remote_data)
         return SyncStatus(
             agent_id=self.inp.agent.id,
             appointment_id=appt_id,
@@ -786,7 +787,7 @@ class _Reconciler:
         self.plan.hub.append(HubAction(label, appt_id, status=new))
 
     def _ext_status(self, appt_id: str, event: RemoteEvent, data: EventData) -> SyncStatus:
-        start, end = _span(data)
+        start, end = event_span(data)
         digest = data.content_hash()  # an import's hub copy is the remote content
         return SyncStatus(
             agent_id=self.inp.agent.id,
@@ -849,6 +850,7 @@ __all__ = [
     "ReconcileInput",
     "RemoteDeleteAction",
     "Skip",
+    "event_span",
     "external_id",
     "reconcile",
     "sanitize_external",

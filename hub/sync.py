@@ -40,7 +40,14 @@ from hub.config import HubSettings
 from hub.metrics import Metrics
 from hub.model import Agent, Appointment, CalendarState, PassResult, Request, SyncStatus
 from hub.plan import HubAction, Plan, PushAction, RemoteDeleteAction
-from hub.reconcile import CREATING, STALE, ReconcileInput, reconcile, wanted_appointment_ids
+from hub.reconcile import (
+    CREATING,
+    STALE,
+    ReconcileInput,
+    event_span,
+    reconcile,
+    wanted_appointment_ids,
+)
 from hub.render import render_event
 from hub.spec import (
     AuthError,
@@ -58,7 +65,6 @@ from hub.spec import (
     RemoteEvent,
     TransientError,
     Window,
-    as_utc,
 )
 from hub.store.base import Store, Tx
 from hub.window import sync_window
@@ -113,10 +119,6 @@ def _persisted(state: CalendarState | None) -> tuple[Any, ...] | None:
 def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
     for i in range(0, len(items), max(1, size)):
         yield items[i : i + size]
-
-
-def _span(data: EventData) -> tuple[datetime, datetime]:
-    return as_utc(data.start), as_utc(data.end)
 
 
 def _quiet(fetch: FetchResult) -> bool:
@@ -712,7 +714,7 @@ class _Pass:
             pending = again
 
     def _creating(self, action: PushAction) -> SyncStatus:
-        start, end = _span(action.data)
+        start, end = event_span(action.data)
         digest = action.hub_hash
         return SyncStatus(
             agent_id=self.agent.id,
@@ -787,7 +789,7 @@ class _Pass:
         remote = res.data or action.data
         # Most providers store exactly what was sent: skip hashing the same content twice.
         remote_hash = action.hub_hash if remote == action.data else remote.content_hash()
-        start, end = _span(remote)
+        start, end = event_span(remote)
         if action.conflict is not None and not action.is_create:
             await tx.add_conflict(action.conflict)
         status = SyncStatus(
