@@ -463,3 +463,13 @@ def test_import_without_status_absent_from_a_full_listing_is_removed() -> None:
     on = {"import_external": True}
     assert Case([imported], [], FetchResult(full=True), on).plan().labels() == ["hub-delete"]
     assert Case([imported], [], FetchResult(full=False), on).plan().empty
+
+
+def test_a_full_listing_never_removes_an_import_outside_the_window() -> None:
+    # Loaded although outside the window (the engine loads what status rows and tags name),
+    # with no status row: the full listing cannot have it, and that is no delete.
+    ext_id = external_id("alice", "mem", "x1")
+    past = WINDOW.start - timedelta(days=3)
+    imported = Appointment(ext_id, "alice", Kind.EXTERNAL, past, past + timedelta(hours=1))
+    on = {"import_external": True}
+    assert Case([imported], [], FetchResult(full=True), on).plan().empty
