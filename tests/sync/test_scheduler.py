@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
-from datetime import timedelta
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -15,7 +16,17 @@ from hub.config import Config, HubSettings
 from hub.metrics import Metrics
 from hub.model import Agent, Appointment, Kind
 from hub.scheduler import Scheduler
-from hub.spec import AccountConfig, CalendarRef, FetchResult, ProviderRegistry, Window
+from hub.spec import (
+    AccountConfig,
+    AuthError,
+    CalendarRef,
+    EventData,
+    FetchResult,
+    ProviderRegistry,
+    PushItem,
+    PushOutcome,
+    Window,
+)
 from hub.store.sqlite import SqliteStore
 from hub.testing.memory import MemoryProvider, MemoryServer
 
@@ -283,3 +294,108 @@ async def test_sync_now_passes_the_empty_override(world: World) -> None:
         result = await s.sync_now("alice", allow_empty=True)
     assert result.result == "ok"
     assert await world.store.list_appointments(agent_id="alice") == []
+
+
+class RefusingProvider(MemoryProvider):
+    """A provider whose credentials are refused as it opens (a revoked client secret)."""
+
+    name: ClassVar[str] = "refusing"
+
+    async def open(self) -> None:
+        raise AuthError("AADSTS7000215: invalid client secret")
+
+
+class HeldPush(MemoryProvider):
+    """The memory provider whose pushes wait until the test lets them go."""
+
+    name: ClassVar[str] = "held-push"
+    entered: ClassVar[anyio.Event]
+    release: ClassVar[anyio.Event]
+
+    async def push(self, cal: CalendarRef, items: Sequence[PushItem]) -> list[PushOutcome]:
+        self.entered.set()
+        await self.release.wait()
+        return await super().push(cal, items)
+
+
+@pytest.mark.parametrize("background", [False, True], ids=["run_once", "serve"])
+async def test_credentials_refused_at_open_stop_no_other_account(
+    world: World, background: bool
+) -> None:
+    world.registry.add(RefusingProvider)
+    world.account("o365", provider="refusing")
+    world.account("dav")
+    await world.agent("alice", "o365")
+    await world.agent("bob", "dav")
+    await world.appointment("bob", 1)
+
+    async with world.scheduler(background=background) as s:
+        if background:  # `calhub serve`
+            await wait_until(lambda: s.agent_status("alice")["last_result"] is not None)
+            await wait_until(lambda: s.agent_status("bob")["last_result"] is not None)
+        else:  # `calhub sync`
+            await s.run_once()
+        alice, bob = s.agent_status("alice"), s.agent_status("bob")
+
+    assert alice["last_result"] == "needs-attention"
+    assert "authentication refused" in (alice["last_error"] or "")
+    assert bob["last_result"] == "ok", bob["last_error"]
+    assert world.remote_count("dav", "bob") == 1
+
+
+async def test_a_pass_writing_appointments_triggers_no_other_pass(world: World) -> None:
+    server = world.account("mem")
+    alice = await world.agent("alice", "mem")
+    async with world.store.transaction("api") as tx:
+        await tx.put_agent(replace(alice, import_external=True))
+    await world.appointment("alice", 1, "visit")
+    cal = CalendarRef("alice", "alice@example.com")
+
+    hourly = world.scheduler(background=True, debounce=0.5, sync_interval=timedelta(hours=1))
+    async with hourly as s:
+        await wait_until(lambda: s.agent_status("alice")["last_result"] == "ok")
+        (event,) = server.events(cal)
+        server.move(cal, event.remote_id, at(2), at(2, 11))  # flows back into the hub
+        server.create_external(cal, EventData("Dentist", at(3), at(3, 11)))  # is imported
+
+        result = await s.sync_now("alice")
+        status = s.agent_status("alice")
+
+    assert result.counts.get("flow-back") == 1 and result.counts.get("import") == 1
+    # The pass's own appointment writes asked for no pass: the next one is the hourly one.
+    assert status["next_run"] is not None
+    assert datetime.fromisoformat(status["next_run"]) > NOW + timedelta(minutes=30)
+
+
+async def test_a_change_during_the_pass_is_synced_within_the_debounce(world: World) -> None:
+    world.registry.add(HeldPush)
+    HeldPush.entered, HeldPush.release = anyio.Event(), anyio.Event()
+    world.account("mem", provider="held-push")
+    await world.agent("alice", "mem")
+    await world.appointment("alice", 1)
+
+    hourly = world.scheduler(background=True, debounce=0.05, sync_interval=timedelta(hours=1))
+    async with hourly:
+        with anyio.fail_after(5):
+            await HeldPush.entered.wait()  # the first pass read the hub and is pushing
+        await world.appointment("alice", 2)  # committed while that pass runs
+        HeldPush.release.set()
+        # Not an hour later: the trigger that came during the pass keeps its time.
+        await wait_until(lambda: world.remote_count("mem", "alice") == 2)
+
+
+async def test_a_stream_of_changes_does_not_postpone_the_pass_forever(world: World) -> None:
+    world.account("mem")
+    await world.agent("alice", "mem")
+    hourly = world.scheduler(background=True, debounce=0.3, sync_interval=timedelta(hours=1))
+    async with hourly as s:
+        await wait_until(lambda: s.agent_status("alice")["last_result"] == "ok")
+        fetches = world.servers["mem"].requests_by_operation["fetch"]
+        # A change every 50 ms, closer together than the debounce, for up to 5 s.
+        for day in range(1, 101):
+            await world.appointment("alice", day % 50 + 1, f"stream-{day}")
+            await anyio.sleep(0.05)
+            if world.servers["mem"].requests_by_operation["fetch"] > fetches:
+                break
+        assert world.servers["mem"].requests_by_operation["fetch"] > fetches
+        assert day < 100  # the pass started while changes were still coming
