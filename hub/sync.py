@@ -709,6 +709,12 @@ class _Pass:
             retry_no += 1
             if retry_no >= policy.attempts:
                 raise TransientError(f"{last.message} (gave up after {policy.attempts} attempts)")
+            if last.retry_after is not None and last.retry_after > policy.max_retry_after:
+                # As for a whole call (hub.backoff.retry): a wait that long ends the pass.
+                raise TransientError(
+                    f"{last.message} (server asked to wait {last.retry_after:g} s)",
+                    retry_after=last.retry_after,
+                )
             wait = policy.delay(retry_no - 1, last.retry_after, self.engine.rng)
             await self.engine.sleep(wait)
             pending = again
@@ -743,7 +749,8 @@ class _Pass:
     async def _settle(
         self, actions: Sequence[PushAction], outcomes: Sequence[PushResult | ProviderError]
     ) -> tuple[list[PushAction], TransientError | None]:
-        """Commit what the provider accepted; return the items to retry (transient)."""
+        """Commit what the provider accepted; return the items to retry (transient) and the
+        transient error asking for the longest wait."""
         again: list[PushAction] = []
         last: TransientError | None = None
         fatal: ProviderError | None = None
@@ -755,7 +762,9 @@ class _Pass:
                 done.append((action, outcome))
             elif isinstance(outcome, TransientError):
                 again.append(action)
-                last = outcome
+                # All of them are sent again together: wait as long as the longest asked.
+                if last is None or (outcome.retry_after or 0) > (last.retry_after or 0):
+                    last = outcome
             elif isinstance(outcome, AuthError):
                 fatal = outcome
                 if action.is_create:

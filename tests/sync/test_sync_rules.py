@@ -168,3 +168,30 @@ async def test_the_cursor_is_not_stored_before_the_plan_is_applied(bench: Bench)
     assert again.result == "ok", again.error
     assert again.counts.get("flow-back") == 1  # the change was fetched again and handled
     assert bench.remote_of(appt.id).data == event.data  # the generated subject is back
+
+
+async def test_throttled_items_wait_for_the_longest_retry_after_among_them(bench: Bench) -> None:
+    first, second = await bench.add(at(1)), await bench.add(at(2))
+    # One push request, two throttled items: the one asking for longer comes first.
+    bench.server.fail_item(first.id, TransientError("429", retry_after=9))
+    bench.server.fail_item(second.id, TransientError("429", retry_after=2))
+
+    result = await bench.sync()
+
+    assert result.result == "ok", result.error
+    assert len(bench.sleeps) == 1 and bench.sleeps[0] >= 9  # both are sent again together
+    assert sorted(e.hub_id for e in bench.remote()) == [first.id, second.id]
+
+
+async def test_a_throttled_item_asking_too_long_a_wait_ends_the_pass_at_once(
+    bench: Bench,
+) -> None:
+    appt = await bench.add(at(1))
+    bench.server.fail_item(appt.id, TransientError("429", retry_after=3600))
+
+    result = await bench.sync()
+
+    assert result.result == "failed"
+    assert "3600" in (result.error or "")
+    assert bench.sleeps == []  # no hour spent waiting inside the pass
+    assert bench.server.requests_by_operation["push"] == 1
