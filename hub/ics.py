@@ -11,6 +11,7 @@ from :func:`feed_start` on, rather than years of history.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
 
@@ -23,6 +24,9 @@ from hub.window import sync_window
 PRODID = "-//calhub//calhub hub calendar//EN"
 UID_DOMAIN = "calhub"
 FEED_MIN_DAYS_PAST = 30  # a feed shows at least the last month, whatever [hub] days_past says
+# RFC 5545 3.3.11 allows no control character in TEXT but HTAB; a line break is written "\n".
+_NOT_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_BREAKS = re.compile(r"\r\n?|\n")
 
 
 def feed_start(now: datetime, days_past: int) -> datetime:
@@ -33,6 +37,18 @@ def feed_start(now: datetime, days_past: int) -> datetime:
 
 def uid(appointment_id: str) -> str:
     return f"{appointment_id}@{UID_DOMAIN}"
+
+
+def text(value: str) -> str:
+    """``value`` as an iCalendar TEXT may hold it: line breaks kept (the library escapes
+    them), every other control character dropped. Values come from the API, the config and
+    remote calendars; none may break the feed."""
+    return _NOT_TEXT.sub("", _BREAKS.sub("\n", value))
+
+
+def one_line(value: str) -> str:
+    """:func:`text` on one line: each line break becomes a space (a calendar's name)."""
+    return text(_BREAKS.sub(" ", value)).replace("\t", " ")
 
 
 def _value(moment: datetime | date) -> datetime | date:
@@ -59,13 +75,13 @@ def _event(appt: Appointment, data: EventData, now: datetime) -> Event:
         event.add("summary", PRIVATE_SUBJECT)
         return event
     event.add("class", "PUBLIC")
-    event.add("summary", data.subject)
+    event.add("summary", text(data.subject))
     if data.body:
-        event.add("description", data.body)
+        event.add("description", text(data.body))
     if data.location:
-        event.add("location", data.location)
+        event.add("location", text(data.location))
     if data.categories:
-        event.add("categories", list(data.categories))
+        event.add("categories", [one_line(c) for c in data.categories])
     return event
 
 
@@ -83,7 +99,7 @@ def build_feed(
     cal.add("version", "2.0")
     cal.add("calscale", "GREGORIAN")
     cal.add("method", "PUBLISH")
-    cal.add("x-wr-calname", f"{agent.name} (calhub)")
+    cal.add("x-wr-calname", one_line(f"{agent.name} (calhub)"))
     if agent.colour:
         cal.add("x-apple-calendar-color", agent.colour)
     for appt, data in entries:

@@ -29,9 +29,13 @@ from datetime import UTC, date, datetime, timedelta
 
 from hub.config import HubSettings
 from hub.model import Agent, Appointment, Approval, Kind, Policy, PushState, Request
+from hub.spec import as_utc
 from hub.store.base import Store, Tx
 
 Moment = datetime | date
+
+MAX_LENGTH = timedelta(days=31)  # longer is a typo, not an appointment (as the API's minutes)
+HORIZON = timedelta(days=3653)  # ten years either side of today: far from datetime's limits
 
 ORIGIN_RULE = "rule"
 ORIGIN_API = "api"
@@ -247,6 +251,22 @@ class Rules:
                 await tx.purge_appointment(tomb.id)
         return gone
 
+    def _check_bounds(
+        self, start: Moment, end: Moment, start_field: str = "start", end_field: str = "end"
+    ) -> None:
+        """Refuse a span longer than :data:`MAX_LENGTH` or outside :data:`HORIZON` of today
+        (a year 4099 booking is a typo, and would overflow the window arithmetic)."""
+        today = self.clock().date()
+        earliest, latest = today - HORIZON, today + HORIZON
+        for moment, field in ((start, start_field), (end, end_field)):
+            day = as_utc(moment).date() if isinstance(moment, datetime) else moment
+            if not earliest <= day <= latest:
+                raise Invalid(
+                    f"must lie within 10 years of today ({earliest} .. {latest})", field=field
+                )
+        if end - start > MAX_LENGTH:  # type: ignore[operator]
+            raise Invalid("an appointment lasts at most 31 days", field=end_field)
+
     # A -----------------------------------------------------------------------------------
 
     def _plan_end(self, start: Moment, minutes: int) -> Moment:
@@ -264,6 +284,7 @@ class Rules:
         if minutes <= 0:
             raise Invalid("must be a positive number of minutes", field="estimate_minutes")
         end = self._plan_end(plan.start, minutes)
+        self._check_bounds(plan.start, end, "start", "estimate_minutes")
         result: list[Appointment] = []
         async with self.store.transaction(ORIGIN_RULE) as tx:
             agents = await self._agents(tx, dict.fromkeys(plan.agents), "agents")
@@ -319,6 +340,12 @@ class Rules:
         """Record an action; make its appointment when actions may and the caller asked."""
         if action.time_taken_minutes <= 0:
             raise Invalid("must be a positive number of minutes", field="time_taken_minutes")
+        self._check_bounds(
+            action.done_at,
+            action.done_at + timedelta(minutes=action.time_taken_minutes),
+            "done_at",
+            "time_taken_minutes",
+        )
         action_id = _new_id()
         reason: str | None = None
         if not self.settings.action_appointments:
@@ -361,6 +388,7 @@ class Rules:
         if len(set(booking.agents)) != len(booking.agents):
             raise Invalid("an agent is named twice", field="agents")
         check_span(booking.start, booking.end)
+        self._check_bounds(booking.start, booking.end)
         group_id = _new_id()  # also for one agent: agents may be added to a booking later
         async with self.store.transaction(ORIGIN_API) as tx:
             agents = await self._agents(tx, booking.agents, "agents")
@@ -393,8 +421,7 @@ class Rules:
             appt = await self._editable(tx, appointment_id)
             return await tx.put_appointment(self._changed(appt, change))
 
-    @staticmethod
-    def _changed(appt: Appointment, change: Change) -> Appointment:
+    def _changed(self, appt: Appointment, change: Change) -> Appointment:
         start = appt.start if change.start is None else change.start
         if change.end is not None:
             end = change.end
@@ -407,6 +434,9 @@ class Rules:
         else:
             end = appt.end
         check_span(start, end)
+        if change.start is not None or change.end is not None:
+            # Only a move is judged: an entry that flowed in from a calendar stays editable.
+            self._check_bounds(start, end)
         updated = appt.evolve(start=start, end=end)
         if change.subject is not None:
             updated = updated.evolve(subject=change.subject, subject_override=None)

@@ -7,6 +7,7 @@ does not edit or delete them (409): only their feed token may be rotated here.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -19,17 +20,19 @@ from hub.admin.validation import (
     colour,
     email,
     identifier,
+    line,
     parse_fields,
     read_object,
     text,
 )
 from hub.admin.views import agent_json
+from hub.config import AdminSettings
 from hub.model import Agent
 
 routes = web.RouteTableDef()
 
 _EDITABLE = {
-    "name": text,
+    "name": line,  # the title of the agent's feed: one line
     "email": email,
     "account": text,
     "calendar": text,
@@ -48,20 +51,20 @@ def _check_account(hub: AdminContext, fields: dict[str, Any]) -> None:
         raise invalid("account", f"no account named {account!r} (accounts: {known})")
 
 
-def feed_url(request: web.Request, agent: Agent) -> str | None:
+def feed_url(admin: AdminSettings, agent: Agent) -> str | None:
+    """The agent's feed link: on ``[admin] public_url``, else on the listen address, else
+    relative (listening on all interfaces names no address a user could reach)."""
     if not agent.feed_token:
         return None
-    base = request.url.origin()
-    return str(
-        base.with_path(f"/agents/{agent.id}/calendar.ics").with_query(token=agent.feed_token)
-    )
+    query = urlencode({"token": agent.feed_token})
+    return f"{admin.base_url}/agents/{agent.id}/calendar.ics?{query}"
 
 
-def detail(request: web.Request, hub: AdminContext, agent: Agent) -> dict[str, Any]:
+def detail(hub: AdminContext, agent: Agent) -> dict[str, Any]:
     """One agent with its feed token and feed URL."""
     data = agent_json(agent, hub.rules.policy_for(agent))
     data["feed_token"] = agent.feed_token or None
-    data["feed_url"] = feed_url(request, agent)
+    data["feed_url"] = feed_url(hub.config.admin, agent)
     return data
 
 
@@ -88,14 +91,14 @@ async def create_agent(request: web.Request) -> web.Response:
         if await tx.get_agent(agent_id) is not None:
             raise ApiError(409, f"agent {agent_id!r} exists already", field="id")
         stored = await tx.put_agent(agent)
-    return web.json_response(detail(request, hub, stored), status=201)
+    return web.json_response(detail(hub, stored), status=201)
 
 
 @routes.get("/agents/{id}", name="agent")
 async def get_agent(request: web.Request) -> web.Response:
     hub = hub_of(request)
     agent = await agent_or_404(hub.store, request.match_info["id"])
-    return web.json_response(detail(request, hub, agent))
+    return web.json_response(detail(hub, agent))
 
 
 @routes.patch("/agents/{id}", name="agent-update")
@@ -128,7 +131,7 @@ async def update_agent(request: web.Request) -> web.Response:
             for appt in await tx.list_appointments(agent_id=agent.id, include_deleted=True):
                 if appt.deleted:
                     await tx.purge_appointment(appt.id)
-    return web.json_response(detail(request, hub, stored))
+    return web.json_response(detail(hub, stored))
 
 
 @routes.delete("/agents/{id}", name="agent-delete")

@@ -29,10 +29,17 @@ def new_feed_token() -> str:
 
 
 def tokens_match(given: str, expected: str | None) -> bool:
-    """Constant-time comparison; an unset or empty expected token never matches."""
-    if not expected:
+    """Constant-time comparison; an unset or empty expected token never matches, nor does
+    an empty given one."""
+    if not expected or not given:
         return False
-    return hmac.compare_digest(given.encode(), expected.encode())
+    try:
+        sent = given.encode()
+    except UnicodeEncodeError:
+        # aiohttp hands undecodable header bytes over as lone surrogates ("\xff" becomes
+        # "\udcff"): no token holds one, so this is simply a wrong token.
+        return False
+    return hmac.compare_digest(sent, expected.encode())
 
 
 def bearer(request: web.Request) -> str | None:

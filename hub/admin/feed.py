@@ -18,7 +18,7 @@ import anyio.to_thread
 from aiohttp import web
 
 from hub.admin.auth import FEED_ROUTE, bearer, check_admin, tokens_match, unauthorized
-from hub.admin.context import AdminContext, agent_or_404, hub_of
+from hub.admin.context import AdminContext, hub_of
 from hub.admin.errors import ApiError
 from hub.admin.validation import query, query_span
 from hub.admin.views import EventRenderer
@@ -28,28 +28,38 @@ from hub.model import Agent
 routes = web.RouteTableDef()
 
 
-def _authorise(request: web.Request, hub: AdminContext, agent: Agent, token: str | None) -> None:
+_BAD_FEED_TOKEN = "bad feed token"
+_NEEDS_TOKEN = "pass the agent's feed token as ?token=... or a bearer token"
+
+
+def _authorise(
+    request: web.Request, hub: AdminContext, agent: Agent | None, token: str | None
+) -> Agent:
+    """``agent`` (None: no such agent) when the caller may read its feed, else 401 or 404.
+
+    An unknown agent and a wrong feed token get the same answer, so a caller without the
+    admin token cannot tell which agent ids exist; only one entitled to know gets a 404.
+    """
     if token is not None:
-        if not tokens_match(token, agent.feed_token):
-            raise unauthorized("bad feed token for this agent")
-        return
+        # An empty ?token= is a wrong token, whatever the agent or the admin token is.
+        if not tokens_match(token, agent.feed_token if agent is not None else None):
+            raise unauthorized(_BAD_FEED_TOKEN)
+        assert agent is not None  # tokens_match never matches without an expected token
+        return agent
     if hub.config.admin.token and bearer(request) is None:
-        raise unauthorized("pass the agent's feed token as ?token=... or a bearer token")
+        raise unauthorized(_NEEDS_TOKEN)
     check_admin(request, hub.config.admin.token)
+    if agent is None:
+        raise ApiError(404, f"no agent {request.match_info['id']!r}", field="id")
+    return agent
 
 
 @routes.get("/agents/{id}/calendar.ics", name=FEED_ROUTE)
 async def feed(request: web.Request) -> web.Response:
     hub = hub_of(request)
     params = query(request, ("token", "from", "to"))
-    token = params.get("token")
-    try:
-        agent = await agent_or_404(hub.store, request.match_info["id"])
-    except ApiError:
-        # Say 404 only to a caller entitled to know which agents exist.
-        check_admin(request, hub.config.admin.token)
-        raise
-    _authorise(request, hub, agent, token)
+    found = await hub.store.get_agent(request.match_info["id"])
+    agent = _authorise(request, hub, found, params.get("token"))
     start, end = query_span(params, feed_start(datetime.now(UTC), hub.config.hub.days_past))
     renderer = EventRenderer(hub.store, hub.config.hub, [agent])
     entries = []

@@ -23,11 +23,28 @@ from hub.spec import as_utc
 Parser = Callable[[Any, str], Any]
 
 MAX_TEXT = 10_000
+MAX_DEPTH = 16  # no route's body nests deeper than 3; json recurses once per level
 MAX_MINUTES = 31 * 24 * 60  # a month: longer blocks are a typo, not an appointment
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}")
 _EARLIEST, _LATEST = 1900, 2999  # keeps date arithmetic far from datetime's limits
 # In a query string an unencoded "+" arrives as a space: "09:00:00 02:00" meant "+02:00".
 _LOST_PLUS = re.compile(r" (\d\d:?\d\d)$")
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_JSON_BRACKET = re.compile(rb"[\[\]{}]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def nesting_depth(raw: bytes) -> int:
+    """How deeply arrays and objects nest in the JSON text ``raw`` (brackets inside strings
+    do not count). Cheap and flat, so a hostile body is measured without recursing."""
+    depth = deepest = 0
+    for bracket in _JSON_BRACKET.findall(_JSON_STRING.sub(b"", raw)):
+        if bracket in b"[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
 
 
 async def read_object(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
@@ -36,6 +53,9 @@ async def read_object(request: web.Request, *, optional: bool = False) -> dict[s
     raw = await request.read()
     if optional and not raw.strip():
         return {}
+    # The parser recurses once per level: 1,000 nested arrays would end in RecursionError.
+    if nesting_depth(raw) > MAX_DEPTH:
+        raise ApiError(400, f"body nests arrays or objects deeper than {MAX_DEPTH} levels")
     try:
         body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -81,6 +101,11 @@ def text(value: Any, field: str) -> str:
         raise invalid(field, f"longer than {MAX_TEXT} characters")
     if "\x00" in value:
         raise invalid(field, "must not contain NUL characters")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # "\ud800": JSON can carry it, UTF-8 (and SQLite) cannot
+            raise invalid(field, "contains a lone UTF-16 surrogate, which is not text") from None
     return value
 
 
@@ -88,6 +113,15 @@ def nonempty_text(value: Any, field: str) -> str:
     value = text(value, field)
     if not value.strip():
         raise invalid(field, "must not be empty")
+    return value
+
+
+def line(value: Any, field: str) -> str:
+    """One line of text: no line breaks or other control characters (a name, shown as the
+    title of the agent's calendar feed)."""
+    value = text(value, field)
+    if _CONTROL.search(value):
+        raise invalid(field, "must be one line without control characters")
     return value
 
 
