@@ -135,22 +135,28 @@ def _describe(result: PassResult) -> str:
     return result.error or result.result
 
 
+def _check_agents(known: set[str], agent_ids: list[str] | None) -> None:
+    unknown = [a for a in agent_ids or () if a not in known]
+    if unknown:
+        names = ", ".join(sorted(known)) or "none"
+        raise UsageError(f"--agent: no agent named {', '.join(unknown)} (agents: {names})")
+
+
 async def cmd_sync(config: Config, plugins: Plugins, agent_ids: list[str] | None) -> int:
     if not config.accounts:
+        if agent_ids:  # a typo is a typo, with or without accounts
+            _check_agents({a.id for a in await _stored_agents(config)}, agent_ids)
         print("no accounts configured: nothing to sync (hub calendars and feeds need none)")
         return 0
     async with open_store(config.hub.database) as store:
         await upsert_config_agents(store, config)
-        known = {agent.id for agent in await store.list_agents()}
-        unknown = [a for a in agent_ids or () if a not in known]
-        if unknown:
-            names = ", ".join(sorted(known)) or "none"
-            raise UsageError(f"--agent: no agent named {', '.join(unknown)} (agents: {names})")
+        _check_agents({agent.id for agent in await store.list_agents()}, agent_ids)
         async with Scheduler(
             store, config, plugins.registry, Metrics(), background=False
         ) as scheduler:
             results = await scheduler.run_once(agent_ids)
-        await prune_history(store, config.hub)
+        if not any(r.error and r.error.startswith("database: ") for r in results.values()):
+            await prune_history(store, config.hub)  # else it would fail the same way
     return _report(results)
 
 
@@ -167,14 +173,19 @@ def _report(results: Mapping[str, PassResult]) -> int:
 # --------------------------------------------------------------------------- check
 
 
-async def _agents_of(config: Config, account: str) -> list[Agent]:
+async def _stored_agents(config: Config) -> list[Agent]:
+    """The config's agents and the database's, without creating a database that is not
+    there (a connection test or a no-op sync must not make one as a side effect)."""
     agents = {a.id: a for a in config.agents}
-    # Only read an existing database: a connection test must not create one as a side effect.
     if await anyio.Path(config.hub.database).exists():
         async with open_store(config.hub.database) as store:
             for agent in await store.list_agents():
                 agents.setdefault(agent.id, agent)
-    return [a for a in agents.values() if a.account == account]
+    return list(agents.values())
+
+
+async def _agents_of(config: Config, account: str) -> list[Agent]:
+    return [a for a in await _stored_agents(config) if a.account == account]
 
 
 def _print_check(item: CheckItem) -> None:

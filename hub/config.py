@@ -17,6 +17,7 @@ from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from hub.durations import parse_duration
@@ -66,6 +67,20 @@ class AdminSettings:
     listen: str = "127.0.0.1:8765"
     token_env: str = "CALHUB_ADMIN_TOKEN"
     token: str | None = None
+    public_url: str = ""  # how users reach the endpoint (a proxy's https URL); "" unset
+
+    @property
+    def base_url(self) -> str:
+        """The absolute URL links to the endpoint start with: ``public_url``, else the listen
+        address when it names one host and port, else "" (links are then relative). Never
+        the Host header of a request, which any client can set."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = self.host
+        wildcard = host in ("0.0.0.0", "::") or self.port == 0
+        if wildcard:
+            return ""
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     @property
     def host(self) -> str:
@@ -96,7 +111,15 @@ class Config:
 T = TypeVar("T")
 E = TypeVar("E", bound=StrEnum)
 
+# Upper bounds of the numeric and duration keys of [hub]: far above any real use, far below
+# where date arithmetic overflows (a window of a million days) or a sleep never ends.
+MAX_WINDOW_DAYS = 3650
+MAX_REMINDER_MINUTES = 4 * 7 * 24 * 60
+MAX_CONCURRENT_SYNCS = 1000
+_WEEK, _MONTH, _CENTURY = timedelta(days=7), timedelta(days=31), timedelta(days=36525)
+
 _AGENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]*")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _TOML_TYPES: Mapping[type, str] = {
     bool: "boolean",
     int: "integer",
@@ -132,11 +155,16 @@ _bool = _typed(bool, "true or false")
 _int = _typed(int, "an integer")
 
 
-def _at_least(low: int) -> Callable[[object], int]:
+def _between(low: int, high: int) -> Callable[[object], int]:
+    """An integer in ``[low, high]``: every number the hub computes with has a sane range,
+    so a typo (``days_past = 1000000``) is refused here rather than overflowing a date."""
+
     def convert(value: object) -> int:
         number = _int(value)
         if number < low:
             raise ValueError(f"must be at least {low}, got {number}")
+        if number > high:
+            raise ValueError(f"must be at most {high}, got {number}")
         return number
 
     return convert
@@ -155,11 +183,18 @@ def _choice(enum: type[E], allowed: tuple[E, ...] | None = None) -> Callable[[ob
     return convert
 
 
-def _duration(value: object) -> timedelta:
-    span = parse_duration(value)
-    if span <= timedelta(0):
-        raise ValueError(f"must be longer than zero, got {value!r}")
-    return span
+def _duration(longest: timedelta, label: str) -> Callable[[object], timedelta]:
+    """A duration longer than zero and at most ``longest`` (said as ``label``)."""
+
+    def convert(value: object) -> timedelta:
+        span = parse_duration(value)
+        if span <= timedelta(0):
+            raise ValueError(f"must be longer than zero, got {value!r}")
+        if span > longest:
+            raise ValueError(f"must be at most {label}, got {value!r}")
+        return span
+
+    return convert
 
 
 def _reminder(value: object) -> int | None:
@@ -167,6 +202,8 @@ def _reminder(value: object) -> int | None:
     if value is False:
         return None
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        if value > MAX_REMINDER_MINUTES:
+            raise ValueError(f"must be at most {MAX_REMINDER_MINUTES} (4 weeks), got {value}")
         return value
     raise ValueError(f"expected minutes (an integer >= 0) or false, got {_describe(value)}")
 
@@ -214,6 +251,25 @@ def _listen(value: object) -> str:
             raise ValueError(f"{host[1:-1]!r} is not an IPv6 address") from None
     elif ":" in host:
         raise ValueError(f"write an IPv6 address in brackets, e.g. '[{host}]:{port}'")
+    return text
+
+
+def _public_url(value: object) -> str:
+    text = _str(value)
+    if not text:
+        return text
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http:// or https:// URL, got {text!r}")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(f"give scheme, host, port and path only, got {text!r}")
+    return text
+
+
+def _name(value: object) -> str:
+    text = _str(value)
+    if _CONTROL.search(text):  # the title of the agent's feed, and a log's one line
+        raise ValueError(f"must be one line without control characters, got {text!r}")
     return text
 
 
@@ -277,10 +333,10 @@ def _hub(t: _Table) -> HubSettings:
     d = HubSettings()
     settings = HubSettings(
         database=t.take("database", _str, d.database),
-        sync_interval=t.take("sync_interval", _duration, d.sync_interval),
-        days_past=t.take("days_past", _at_least(0), d.days_past),
-        days_future=t.take("days_future", _at_least(0), d.days_future),
-        default_estimate=t.take("default_estimate", _duration, d.default_estimate),
+        sync_interval=t.take("sync_interval", _duration(_WEEK, "7d"), d.sync_interval),
+        days_past=t.take("days_past", _between(0, MAX_WINDOW_DAYS), d.days_past),
+        days_future=t.take("days_future", _between(0, MAX_WINDOW_DAYS), d.days_future),
+        default_estimate=t.take("default_estimate", _duration(_MONTH, "31d"), d.default_estimate),
         create_appointments=t.take("create_appointments", _choice(Policy), d.create_appointments),
         action_appointments=t.take("action_appointments", _bool, d.action_appointments),
         import_external=t.take("import_external", _bool, d.import_external),
@@ -289,10 +345,16 @@ def _hub(t: _Table) -> HubSettings:
         reminder_minutes=t.take("reminder_minutes", _reminder, d.reminder_minutes),
         subject_template=t.take("subject_template", _template, d.subject_template),
         body_template=t.take("body_template", _template, d.body_template),
-        max_concurrent_syncs=t.take("max_concurrent_syncs", _at_least(1), d.max_concurrent_syncs),
+        max_concurrent_syncs=t.take(
+            "max_concurrent_syncs", _between(1, MAX_CONCURRENT_SYNCS), d.max_concurrent_syncs
+        ),
         timezone=t.take("timezone", _zone, d.timezone),
-        audit_retention=t.take("audit_retention", _duration, d.audit_retention),
-        conflict_retention=t.take("conflict_retention", _duration, d.conflict_retention),
+        audit_retention=t.take(
+            "audit_retention", _duration(_CENTURY, "100 years"), d.audit_retention
+        ),
+        conflict_retention=t.take(
+            "conflict_retention", _duration(_CENTURY, "100 years"), d.conflict_retention
+        ),
     )
     if not settings.database:
         t.problem("database", "must name a file")
@@ -304,8 +366,14 @@ def _admin(t: _Table, env: Mapping[str, str]) -> AdminSettings:
     d = AdminSettings()
     listen = t.take("listen", _listen, d.listen)
     token_env = t.take("token_env", _str, d.token_env)
+    public_url = t.take("public_url", _public_url, d.public_url)
     t.unknown(sorted(t.seen))
-    return AdminSettings(listen=listen, token_env=token_env, token=env.get(token_env) or None)
+    return AdminSettings(
+        listen=listen,
+        token_env=token_env,
+        token=env.get(token_env) or None,
+        public_url=public_url,
+    )
 
 
 def _option_value(option: Option, value: object) -> object:
@@ -426,7 +494,7 @@ def _agents(
             t.problem("account", f"no account named {account!r} (accounts: {known})")
         agent = Agent(
             id=agent_id,
-            name=t.take("name", _str, "") or agent_id,
+            name=t.take("name", _name, "") or agent_id,
             email=t.take("email", _str, ""),
             account=account,
             calendar=t.take("calendar", _str, ""),
@@ -467,6 +535,10 @@ def _read(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         # The message already names the line and column: "Expected '=' (at line 3, column 7)".
         raise ConfigError([f"{path}: invalid TOML: {exc}"]) from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise ConfigError(
+            [f"{path}: invalid TOML: arrays or inline tables nested too deeply"]
+        ) from None
 
 
 def load_config(

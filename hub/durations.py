@@ -20,12 +20,12 @@ def parse_duration(value: object) -> timedelta:
     if isinstance(value, int):
         if value < 0:
             raise ValueError(f"a duration cannot be negative, got {value}")
-        return timedelta(seconds=value)
+        return _seconds(value, value)
     if not isinstance(value, str):
         raise ValueError(f"expected a duration such as '90m' or '1h30m', got {value!r}")
     text = value.strip().lower().replace(" ", "")
     if text.isdigit():
-        return timedelta(seconds=int(text))
+        return _seconds(int(text), value)
     if not _WHOLE.fullmatch(text):
         raise ValueError(
             f"bad duration {value!r}: write a number with units d, h, m, s "
@@ -34,4 +34,11 @@ def parse_duration(value: object) -> timedelta:
     units = [unit for _, unit in _PART.findall(text)]
     if len(set(units)) != len(units):
         raise ValueError(f"bad duration {value!r}: a unit appears twice")
-    return timedelta(seconds=sum(int(n) * _UNITS[unit] for n, unit in _PART.findall(text)))
+    return _seconds(sum(int(n) * _UNITS[unit] for n, unit in _PART.findall(text)), value)
+
+
+def _seconds(seconds: int, written: object) -> timedelta:
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:  # timedelta ends at 999999999 days
+        raise ValueError(f"duration {written!r} is too long") from None

@@ -47,7 +47,7 @@ from hub.spec import (
     RemoteEvent,
     Window,
 )
-from hub.store.base import Store
+from hub.store.base import Store, StoreError
 from hub.sync import AgentSync
 
 log = logging.getLogger(__name__)
@@ -328,6 +328,11 @@ class Scheduler:
         )
         try:
             return await engine.run(agent, allow_empty=allow_empty)
+        except StoreError as exc:  # locked or failing database: the operator's, not a bug
+            if self.background:  # run_once's caller reports each result itself
+                log.warning("sync pass of %s failed: %s", agent_id, exc)
+            self.metrics.sync_pass(agent.account, "failed", 0.0, "database")
+            return PassResult(agent_id, agent.account, "failed", error=f"database: {exc}")
         except Exception as exc:  # one agent's bug must not stop the others
             log.exception("sync pass of %s failed unexpectedly", agent_id)
             self.metrics.sync_pass(agent.account, "failed", 0.0, "internal")
@@ -384,6 +389,8 @@ class Scheduler:
             if now >= next_refresh:
                 try:
                     await self._refresh_agents()
+                except StoreError as exc:
+                    log.warning("listing agents failed; retrying: %s", exc)
                 except Exception:
                     log.exception("listing agents failed; retrying")
                 next_refresh = now + AGENT_REFRESH_S

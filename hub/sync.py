@@ -66,7 +66,7 @@ from hub.spec import (
     TransientError,
     Window,
 )
-from hub.store.base import Store, Tx
+from hub.store.base import Store, StoreUnavailable, Tx
 from hub.window import sync_window
 
 log = logging.getLogger(__name__)
@@ -547,6 +547,8 @@ class _Pass:
                     planned = (a.appointment_id for a in chunk if a.planned_version is not None)
                     versions = await self._versions(tx, planned)
                     written = [a for a in chunk if await self._write_hub(tx, a, versions)]
+            except StoreUnavailable:
+                raise  # no write can start: stop the pass instead of skipping every item
             except Exception:
                 if len(chunk) == 1:
                     self._hub_failed(chunk[0])

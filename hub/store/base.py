@@ -50,6 +50,11 @@ class StoreError(Exception):
     """
 
 
+class StoreUnavailable(StoreError):
+    """No write can start at all (another process held the lock past the busy timeout):
+    the whole operation stops, rather than each of its writes failing in turn."""
+
+
 class ConstraintError(StoreError, ValueError):
     """A write refers to something that does not exist or would break a uniqueness rule
     (an appointment for an unknown agent, a feed token already in use); nothing was written."""

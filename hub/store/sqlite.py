@@ -49,7 +49,14 @@ from hub.model import (
     SyncStatus,
 )
 from hub.store import codec
-from hub.store.base import ChangeListener, ConstraintError, Store, StoreError, Tx
+from hub.store.base import (
+    ChangeListener,
+    ConstraintError,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    Tx,
+)
 from hub.store.schema import migrate, user_version
 
 log = logging.getLogger(__name__)
@@ -760,7 +767,7 @@ class SqliteStore(_Queries, Store):
                 try:
                     await db.execute("BEGIN IMMEDIATE")
                 except sqlite3.OperationalError as exc:
-                    raise StoreError(
+                    raise StoreUnavailable(
                         f"{self.path}: cannot start a write transaction: {exc}"
                     ) from exc
                 yield tx

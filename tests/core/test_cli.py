@@ -41,6 +41,32 @@ account = "mem"
     return path
 
 
+def book_one(db_path: Path) -> None:
+    """Store one appointment "appt-1" for alice (who must exist), for a pass to push."""
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    from hub.model import Appointment, Kind
+    from hub.store import open_store
+
+    async def book() -> None:
+        soon = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+        store = open_store(str(db_path))
+        async with store, store.transaction("api") as tx:
+            await tx.put_appointment(
+                Appointment(
+                    id="appt-1",
+                    agent_id="alice",
+                    kind=Kind.MANUAL,
+                    start=soon,
+                    end=soon + timedelta(hours=1),
+                    subject="Replace the projector",
+                )
+            )
+
+    asyncio.run(book())
+
+
 def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(["--help"])
@@ -155,32 +181,11 @@ def test_sync_unknown_agent_is_status_2(tmp_path: Path, capsys: pytest.CaptureFi
 def test_sync_pushes_to_a_memory_account_across_processes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import asyncio
-    from datetime import UTC, datetime, timedelta
-
-    from hub.model import Appointment, Kind
-    from hub.store import open_store
-
     path = memory_config(tmp_path, agents="alice bob")
     assert main(["sync", "--config", str(path)]) == 0
     assert capsys.readouterr().out.splitlines() == ["alice: ok", "bob: ok"]
 
-    async def book() -> None:
-        soon = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
-        store = open_store(str(tmp_path / "hub.db"))
-        async with store, store.transaction("api") as tx:
-            await tx.put_appointment(
-                Appointment(
-                    id="appt-1",
-                    agent_id="alice",
-                    kind=Kind.MANUAL,
-                    start=soon,
-                    end=soon + timedelta(hours=1),
-                    subject="Replace the projector",
-                )
-            )
-
-    asyncio.run(book())
+    book_one(tmp_path / "hub.db")
     assert main(["sync", "--config", str(path), "--agent", "alice"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("alice: ok")
