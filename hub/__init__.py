@@ -1,18 +1,23 @@
 """calhub: calendar sync hub for IT helpdesks.
 
 Plugins write ``from hub import hookimpl, Provider`` and register their provider classes in a
-``calhub_register_providers`` hook implementation (see docs/plugins.md).
+``calhub_register_providers`` hook implementation (see docs/plugins.md). Everything a plugin
+needs is re-exported here from :mod:`hub.spec`; ``account_config`` builds the
+``AccountConfig`` the config loader would (defaults applied, the provider's option check run)
+for a plugin's tests.
 """
 
 from hub.spec import (
     AccountConfig,
     AuthError,
     CalendarRef,
+    CallStatus,
     CheckItem,
     CursorInvalid,
     EventData,
     FetchResult,
     NotFoundError,
+    NullTelemetry,
     Option,
     PermanentError,
     PreconditionFailed,
@@ -24,8 +29,11 @@ from hub.spec import (
     PushResult,
     RemoteEvent,
     SkippedEvent,
+    Telemetry,
     TransientError,
     Window,
+    account_config,
+    as_utc,
     hookimpl,
 )
 
@@ -35,11 +43,13 @@ __all__ = [
     "AccountConfig",
     "AuthError",
     "CalendarRef",
+    "CallStatus",
     "CheckItem",
     "CursorInvalid",
     "EventData",
     "FetchResult",
     "NotFoundError",
+    "NullTelemetry",
     "Option",
     "PermanentError",
     "PreconditionFailed",
@@ -51,8 +61,11 @@ __all__ = [
     "PushResult",
     "RemoteEvent",
     "SkippedEvent",
+    "Telemetry",
     "TransientError",
     "Window",
     "__version__",
+    "account_config",
+    "as_utc",
     "hookimpl",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ from pathlib import Path
 import anyio
 
 from hub import __version__
+from hub.boundary import GuardedProvider
 from hub.config import Config, ConfigError, load_config
 from hub.housekeeping import prune_history
 from hub.metrics import Metrics
@@ -211,30 +213,23 @@ async def cmd_check(config: Config, plugins: Plugins, name: str, write: bool) ->
         provider = cls(account, Metrics())
     except (ValueError, TypeError) as exc:
         raise ConfigError([str(exc)]) from None
+    guarded = GuardedProvider(provider)  # check reports what fails, whatever a plugin raises
     items: list[CheckItem]
     try:
-        await provider.open()
-    # The point of `check` is to report what fails, whatever a plugin raises.
-    except Exception as exc:
-        items = [CheckItem("connect", False, _reason(exc))]
+        await guarded.open()
+    except ProviderError as exc:
+        items = [CheckItem("connect", False, str(exc))]
     else:
         try:
-            items = list(await provider.check(cals, write))
-        except Exception as exc:
-            items = [CheckItem("check", False, _reason(exc))]
+            items = await guarded.check(cals, write)
         finally:
-            await provider.close()
+            with contextlib.suppress(ProviderError):
+                await guarded.close()
     if not cals:
         items.append(CheckItem("agents", True, f"no agent uses account {name!r} yet"))
     for item in items:
         _print_check(item)
     return 0 if all(item.ok for item in items) else 1
-
-
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, ProviderError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
 
 
 # --------------------------------------------------------------------------- main

@@ -1,12 +1,16 @@
 """Prometheus metrics of one hub instance, on its own registry (no process-global state).
 
-It also implements :class:`hub.spec.Telemetry`, so providers report each API request to it.
+It also implements :class:`hub.spec.Telemetry`, so providers report each API request to it,
+and :class:`hub.boundary.CallLog`, so the hub's wrapper reports each contract call. Both
+status labels are :class:`hub.spec.CallStatus` values (a plugin's own label is mapped).
 """
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from hub.spec import CallStatus
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -53,6 +57,12 @@ class Metrics:
             ["account", "operation"],
             registry=r,
         )
+        self.calls = Counter(
+            "calhub_provider_calls",
+            "Provider contract calls (fetch, push, ...) by outcome",
+            ["account", "operation", "status"],
+            registry=r,
+        )
         self.queue = Gauge("calhub_sync_queue_depth", "Agent passes waiting to run", registry=r)
         self.running = Gauge("calhub_sync_running", "Agent passes running now", registry=r)
         self.attention = Gauge(
@@ -69,8 +79,14 @@ class Metrics:
 
     # hub.spec.Telemetry
     def request(self, account: str, operation: str, status: str, seconds: float) -> None:
-        self.api_requests.labels(account, operation, status).inc()
+        self.api_requests.labels(account, operation, CallStatus.parse(status)).inc()
         self.api_latency.labels(account, operation).observe(seconds)
+
+    # hub.boundary.CallLog
+    def provider_call(
+        self, account: str, operation: str, status: CallStatus, seconds: float
+    ) -> None:
+        self.calls.labels(account, operation, CallStatus.parse(status)).inc()
 
     def sync_pass(self, account: str, result: str, seconds: float, error_kind: str = "") -> None:
         self.syncs.labels(account, result).inc()

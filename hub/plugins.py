@@ -2,8 +2,11 @@
 
 Built-ins (``plugins.caldav``, ``plugins.graph365``, ``hub.testing.memory``) are declared in
 pyproject.toml under ``calhub.providers`` exactly as a third-party distribution would declare
-its own, so they load the same way. ``CALHUB_PLUGINS`` (comma-separated entry-point names)
-limits which plugins load; unset or empty loads all of them.
+its own, so they load the same way (a plugin of the ``calhub`` distribution is *built in*: its
+provider names cannot be taken by another plugin, and its hook runs first).
+``CALHUB_PLUGINS`` (comma-separated entry-point names) limits which plugins load; unset or
+empty loads all of them. A failure is logged with its traceback and kept in
+:attr:`Plugins.errors`, and the other plugins still load.
 """
 
 from __future__ import annotations
@@ -40,6 +43,16 @@ class Plugins:
     errors: list[PluginLoadError]
 
 
+def _origin(ep: importlib.metadata.EntryPoint) -> spec.PluginOrigin:
+    dist = ep.dist
+    if dist is None:
+        return spec.PluginOrigin(ep.name)
+    name = dist.metadata["Name"] or dist.name
+    return spec.PluginOrigin(
+        ep.name, name, dist.version, builtin=name.lower() == spec.PROJECT.lower()
+    )
+
+
 def _selected(env: Mapping[str, str]) -> set[str] | None:
     raw = env.get(PLUGINS_ENV, "").strip()
     if not raw:
@@ -59,6 +72,7 @@ def load_plugins(
     wanted = _selected(env)
     errors: list[PluginLoadError] = []
     seen: set[str] = set()
+    origins: dict[str, spec.PluginOrigin] = {}
     for ep in importlib.metadata.entry_points(group=spec.ENTRY_POINT_GROUP):
         seen.add(ep.name)
         if wanted is not None and ep.name not in wanted:
@@ -68,8 +82,9 @@ def load_plugins(
         try:
             module = ep.load()
         except Exception as exc:  # a broken third-party plugin must not stop the hub
-            _refuse(errors, ep.name, f"{type(exc).__name__}: {exc}")
+            _refuse(errors, ep.name, f"{type(exc).__name__}: {exc}", traceback=True)
             continue
+        origins[ep.name] = _origin(ep)
         _register(pm, module, ep.name, errors)
     for name in sorted((wanted or set()) - seen):
         installed = ", ".join(sorted(seen)) or "none"
@@ -77,20 +92,42 @@ def load_plugins(
     for i, plugin in enumerate(extra):
         _register(pm, plugin, getattr(plugin, "__name__", f"extra{i}"), errors)
     _drop_pending(pm, errors)
-    registry = spec.ProviderRegistry()
-    for impl in pm.hook.calhub_register_providers.get_hookimpls():
-        registry.current_plugin = impl.plugin_name
-        try:
-            impl.function(register=registry)
-        except Exception as exc:
-            log.warning("plugin %s failed to register: %s", impl.plugin_name, exc)
-            errors.append(PluginLoadError(impl.plugin_name, f"{type(exc).__name__}: {exc}"))
-    registry.current_plugin = "?"
+    registry = _collect(pm, origins, errors)
     return Plugins(registry=registry, manager=pm, errors=errors)
 
 
-def _refuse(errors: list[PluginLoadError], name: str, reason: str) -> None:
-    log.warning("plugin %s not loaded: %s", name, reason)
+def _collect(
+    pm: pluggy.PluginManager,
+    origins: Mapping[str, spec.PluginOrigin],
+    errors: list[PluginLoadError],
+) -> spec.ProviderRegistry:
+    """Run every plugin's registration hook, built-ins first: a built-in's names are taken
+    before any other plugin can claim them, whatever order the install lists them in."""
+    registry = spec.ProviderRegistry()
+    impls = pm.hook.calhub_register_providers.get_hookimpls()
+    origin = {impl.plugin_name: origins.get(impl.plugin_name) for impl in impls}
+    for impl in sorted(impls, key=lambda i: not (origin[i.plugin_name] or _NONE).builtin):
+        registry.current = origin[impl.plugin_name] or spec.PluginOrigin(impl.plugin_name)
+        try:
+            impl.function(register=registry)
+        except Exception as exc:
+            _refuse(errors, impl.plugin_name, f"{type(exc).__name__}: {exc}", traceback=True)
+    registry.current = _NONE
+    for name, clashing in registry.clashes().items():
+        who = " and ".join(o.describe() for o in clashing)
+        log.warning("provider %r is registered by %s: neither is used", name, who)
+    return registry
+
+
+_NONE = spec.PluginOrigin("?")
+
+
+def _refuse(
+    errors: list[PluginLoadError], name: str, reason: str, *, traceback: bool = False
+) -> None:
+    # The traceback tells the plugin's author where it broke; the reason is what the
+    # administrator sees in `calhub providers`.
+    log.warning("plugin %s not loaded: %s", name, reason, exc_info=traceback)
     errors.append(PluginLoadError(name, reason))
 
 

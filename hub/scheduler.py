@@ -33,20 +33,11 @@ import anyio
 import anyio.abc
 
 from hub.backoff import RetryPolicy, Sleep
+from hub.boundary import GuardedProvider
 from hub.config import Config
 from hub.metrics import Metrics
 from hub.model import Agent, PassResult
-from hub.spec import (
-    AuthError,
-    CalendarRef,
-    FetchResult,
-    Provider,
-    ProviderRegistry,
-    PushItem,
-    PushOutcome,
-    RemoteEvent,
-    Window,
-)
+from hub.spec import AuthError, ProviderRegistry
 from hub.store.base import Store, StoreError
 from hub.sync import AgentSync
 
@@ -56,42 +47,6 @@ DEBOUNCE_S = 0.3  # a trigger waits this long for more changes before its pass s
 JITTER = 0.1  # each interval is stretched or shrunk by up to this fraction
 AGENT_REFRESH_S = 5.0  # how often the dispatcher looks for added or removed agents
 MAX_START_SPREAD_S = 10.0  # first passes after start are spread over at most this long
-
-
-class LimitedProvider(Provider):
-    """A view of a provider whose requests wait for a shared :class:`anyio.CapacityLimiter`
-    (one per account and mailbox: Graph allows 4 concurrent requests per mailbox)."""
-
-    def __init__(self, inner: Provider, limiter: anyio.CapacityLimiter) -> None:
-        super().__init__(inner.account, inner.telemetry)
-        self.inner = inner
-        self.limiter = limiter
-        # The engine reads the capability flags from the object it is given.
-        self.max_batch = inner.max_batch  # type: ignore[misc]
-        self.read_only = inner.read_only  # type: ignore[misc]
-        self.supports_delta = inner.supports_delta  # type: ignore[misc]
-        self.client_ids = inner.client_ids  # type: ignore[misc]
-        self.max_concurrency = inner.max_concurrency  # type: ignore[misc]
-
-    async def fetch(self, cal: CalendarRef, window: Window, cursor: str | None) -> FetchResult:
-        async with self.limiter:
-            return await self.inner.fetch(cal, window, cursor)
-
-    async def push(self, cal: CalendarRef, items: Sequence[PushItem]) -> list[PushOutcome]:
-        async with self.limiter:
-            return await self.inner.push(cal, items)
-
-    async def delete(self, cal: CalendarRef, remote_id: str, version: str | None) -> None:
-        async with self.limiter:
-            await self.inner.delete(cal, remote_id, version)
-
-    async def get(self, cal: CalendarRef, remote_id: str) -> RemoteEvent:
-        async with self.limiter:
-            return await self.inner.get(cal, remote_id)
-
-    async def find(self, cal: CalendarRef, hub_ids: Sequence[str]) -> dict[str, RemoteEvent]:
-        async with self.limiter:
-            return await self.inner.find(cal, hub_ids)
 
 
 class Scheduler:
@@ -130,7 +85,7 @@ class Scheduler:
         )
         self.stop_timeout = stop_timeout
         self._limiter = anyio.CapacityLimiter(max(1, config.hub.max_concurrent_syncs))
-        self._providers: dict[str, Provider] = {}
+        self._providers: dict[str, GuardedProvider] = {}
         self._provider_locks: dict[str, anyio.Lock] = {}
         self._mailbox_limits: dict[tuple[str, str], anyio.CapacityLimiter] = {}
         self._agent_locks: dict[str, anyio.Lock] = {}
@@ -194,7 +149,7 @@ class Scheduler:
             except Exception:
                 log.exception("closing the provider of account %s failed", name)
 
-    async def _provider(self, account: str) -> Provider:
+    async def _provider(self, account: str) -> GuardedProvider:
         """The opened provider of ``account``, built and opened on first use."""
         lock = self._provider_locks.setdefault(account, anyio.Lock())
         async with lock:
@@ -208,7 +163,7 @@ class Scheduler:
                     f"no provider plugin named {acc.provider!r} "
                     f"(registered: {', '.join(self.registry.names()) or 'none'})"
                 )
-            provider = cls(acc, self.metrics)
+            provider = GuardedProvider(cls(acc, self.metrics), calls=self.metrics)
             await provider.open()
             self._providers[account] = provider
             return provider
@@ -317,7 +272,7 @@ class Scheduler:
         limiter = self._mailbox_limit(agent.account, agent.email, provider.max_concurrency)
         engine = AgentSync(
             self.store,
-            LimitedProvider(provider, limiter),
+            provider.limited(limiter),
             agent.account,
             self.config.hub,
             metrics=self.metrics,
@@ -420,4 +375,4 @@ class Scheduler:
             self._wake.set()
 
 
-__all__ = ["LimitedProvider", "Scheduler"]
+__all__ = ["Scheduler"]

@@ -19,19 +19,36 @@ cursor
     back asks for what changed since. A provider that cannot honour it raises
     :class:`CursorInvalid` and the engine fetches the full window instead.
 
-Providers raise only the error classes below, never a library's own exception type. The core
-never imports a provider; providers import this module (or ``hub``, which re-exports it).
+Providers raise only the error classes below, never a library's own exception type (the hub's
+one wrapper around provider calls, :mod:`hub.boundary`, turns anything else into a
+:class:`ProviderError` naming the provider). The core never imports a provider; providers
+import this module (or ``hub``, which re-exports it).
+
+Errors
+------
+::
+
+    ProviderError            base; ``message`` is shown to administrators, ``item`` names the
+     |                       remote or hub id the error is about (None: the whole call)
+     +-- TransientError      retry later (``retry_after`` seconds when the service says)
+     +-- AuthError           credentials refused (``mailbox``: only this mailbox)
+     +-- NotFoundError       the event, or the calendar, does not exist
+     +-- PreconditionFailed  the version sent is stale
+     +-- PermanentError      this item is refused for good
+     +-- CursorInvalid       the cursor expired or was rejected
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
+from enum import StrEnum
 from typing import Any, ClassVar, Literal, Protocol
 
 import pluggy
@@ -49,7 +66,13 @@ ShowAs = Literal["busy", "free", "tentative", "oof"]
 
 
 class ProviderError(Exception):
-    """Base of every error a provider may raise. ``str(error)`` is shown to administrators."""
+    """Base of every error a provider may raise. ``str(error)`` is shown to administrators.
+
+    ``item`` (keyword only) is the remote id or hub id the error is about, when the error
+    concerns one event rather than the whole call: a per-item outcome of :meth:`Provider.push`
+    sets it to the item's hub id (or remote id), and the engine names it when it skips the
+    item. Leave it None for an error of the whole request.
+    """
 
     def __init__(self, message: str, *, item: str | None = None) -> None:
         super().__init__(message)
@@ -102,6 +125,9 @@ class Window:
     end: datetime
 
     def overlaps(self, start: datetime | date, end: datetime | date) -> bool:
+        """Whether ``[start, end)`` overlaps the window: an event ending exactly at the
+        window's start, or starting exactly at its end, does not. Dates count from midnight
+        UTC, naive datetimes as UTC (:func:`as_utc`)."""
         s, e = as_utc(start), as_utc(end)
         return s < self.end and e > self.start
 
@@ -259,9 +285,18 @@ class CheckItem:
 class Option:
     """One key a provider accepts under ``[accounts.NAME]``.
 
-    ``secret`` options are never written in the file: the config accepts ``KEY_env`` (an
-    environment variable name) or ``KEY_file`` (a file path) and hands the provider the value
-    under ``KEY``.
+    ``key``       the key in the file (and in :attr:`AccountConfig.options`).
+    ``type``      ``str``, ``int``, ``float`` or ``bool`` (checked exactly: ``true`` is not
+                  an integer), or any class built from the file's value (``Path``).
+    ``required``  the config is refused without it.
+    ``default``   the value handed over when the key is absent (None: no value).
+    ``secret``    never written in the file: the config accepts ``KEY_env`` (an
+                  environment variable name) or ``KEY_file`` (a file path) and hands the
+                  provider the value under ``KEY``.
+    ``help``      one line shown by ``calhub providers``.
+
+    Checks across keys or of a value's form (a URL, a range) belong in
+    :meth:`Provider.check_options`, which the config loader runs.
     """
 
     key: str
@@ -281,8 +316,73 @@ class AccountConfig:
     options: Mapping[str, Any]
 
 
+class CallStatus(StrEnum):
+    """The one vocabulary of request and call outcomes in telemetry labels.
+
+    Providers report each API request with one of these (:meth:`for_http` maps an HTTP
+    status, :meth:`of` an exception); the hub's wrapper reports each contract call with them.
+    A label outside the vocabulary is mapped by :meth:`parse`.
+    """
+
+    OK = "ok"
+    TRANSIENT = "transient"  # timeout, connection reset, 5xx
+    THROTTLED = "throttled"  # 429, ServerBusy
+    AUTH = "auth"
+    NOT_FOUND = "not-found"
+    PRECONDITION = "precondition"
+    PERMANENT = "permanent"
+    CURSOR_INVALID = "cursor-invalid"
+    ERROR = "error"  # anything else: a bug, an unexpected exception
+
+    @classmethod
+    def for_http(cls, status: int) -> CallStatus:
+        """The outcome an HTTP status code stands for."""
+        if status < 400:
+            return cls.OK
+        special = {
+            401: cls.AUTH,
+            403: cls.AUTH,
+            404: cls.NOT_FOUND,
+            410: cls.NOT_FOUND,
+            412: cls.PRECONDITION,
+            429: cls.THROTTLED,
+        }
+        if status in special:
+            return special[status]
+        return cls.TRANSIENT if status >= 500 else cls.PERMANENT
+
+    @classmethod
+    def of(cls, error: BaseException | None) -> CallStatus:
+        """The outcome of a call that raised ``error`` (None: it succeeded)."""
+        if error is None:
+            return cls.OK
+        if isinstance(error, TransientError) and error.retry_after is not None:
+            return cls.THROTTLED  # the service said when to come back: it is throttling
+        for kind, status in _ERROR_STATUS:
+            if isinstance(error, kind):
+                return status
+        return cls.ERROR
+
+    @classmethod
+    def parse(cls, label: str) -> CallStatus:
+        """A label of any provider in this vocabulary: a member's value, an HTTP status
+        code, or an error class name (``"TransientError"``); anything else is ``error``."""
+        text = str(label).strip()
+        try:
+            return cls(text.lower())
+        except ValueError:
+            pass
+        if text.isdigit():
+            return cls.for_http(int(text))
+        by_name = {kind.__name__: status for kind, status in _ERROR_STATUS}
+        return by_name.get(text, cls.ERROR)
+
+
 class Telemetry(Protocol):
-    """Where providers report each API request (metrics: calls, latency, throttling)."""
+    """Where providers report each API request (metrics: calls, latency, throttling).
+
+    ``status`` is a :class:`CallStatus` (any other label is mapped by
+    :meth:`CallStatus.parse`)."""
 
     def request(self, account: str, operation: str, status: str, seconds: float) -> None: ...
 
@@ -326,6 +426,16 @@ class Provider:
     def __init__(self, account: AccountConfig, telemetry: Telemetry | None = None) -> None:
         self.account = account
         self.telemetry: Telemetry = telemetry or NullTelemetry()
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
+        """Problems with an account's options, as ``(key, reason)`` pairs (none: usable).
+
+        Run by the config loader after each :class:`Option` was type-checked and defaulted,
+        so that a bad value (``url = "not a url"``) is refused when the service starts
+        (``accounts.NAME.KEY: reason``, exit status 2) instead of at the first sync. No I/O.
+        """
+        return ()
 
     async def open(self) -> None:
         """Open sessions and acquire what the provider needs. Idempotent."""
@@ -390,26 +500,118 @@ class Provider:
         raise NotImplementedError
 
 
+#: The methods every provider class must define itself, as ``async def``; a read-only
+#: provider is excused from the writing ones.
+REQUIRED_METHODS: tuple[str, ...] = ("fetch", "push", "delete", "get", "find", "check")
+WRITE_METHODS: frozenset[str] = frozenset({"push", "delete"})
+#: The capability flags (class attributes) the engine reads; see :class:`Provider`.
+CAPABILITIES: tuple[str, ...] = (
+    "supports_delta",
+    "max_batch",
+    "client_ids",
+    "read_only",
+    "max_concurrency",
+)
+_ASYNC_METHODS = (*REQUIRED_METHODS, "open", "close", "push_one")
+
+
+def contract_problems(cls: type) -> list[str]:
+    """What keeps ``cls`` from being a provider class, one line each (empty: none).
+
+    Checked when a class registers, so a plugin missing a method is refused with the
+    method's name at start-up instead of failing at its first sync."""
+    if not (isinstance(cls, type) and issubclass(cls, Provider)):
+        return [f"{cls!r} is not a Provider subclass"]
+    where = cls.__qualname__
+    if not cls.name:
+        return [f"{where} has no name"]
+    problems: list[str] = []
+    excused = WRITE_METHODS if cls.read_only is True else frozenset()
+    for method in REQUIRED_METHODS:
+        if method not in excused and getattr(cls, method, None) is getattr(Provider, method):
+            problems.append(f"{where} does not implement {method}() (required by hub.Provider)")
+    for method in _ASYNC_METHODS:
+        fn = inspect.getattr_static(cls, method, None)
+        if fn is not None and not inspect.iscoroutinefunction(fn):
+            problems.append(f"{where}.{method} must be 'async def'")
+    batch, concurrency = cls.max_batch, cls.max_concurrency
+    for flag, value in (("max_batch", batch), ("max_concurrency", concurrency)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            problems.append(f"{where}.{flag} must be an integer >= 1, got {value!r}")
+    for option in cls.options:
+        if not isinstance(option, Option):
+            problems.append(f"{where}.options holds {option!r}, not an Option")
+    return problems
+
+
+@dataclass(frozen=True, slots=True)
+class PluginOrigin:
+    """Where a plugin comes from: its entry-point name and its distribution."""
+
+    plugin: str  # the entry-point name (the module name for a plugin passed in by a test)
+    distribution: str | None = None
+    version: str | None = None
+    builtin: bool = False  # shipped in the calhub distribution itself
+
+    def describe(self) -> str:
+        """``plugin jsondir from calhub-jsondir 1.2`` (what ``calhub providers`` shows)."""
+        if self.distribution is None:
+            return f"plugin {self.plugin}"
+        version = f" {self.version}" if self.version else ""
+        return f"plugin {self.plugin} from {self.distribution}{version}"
+
+
 class ProviderRegistry:
-    """Collects provider classes registered through :func:`calhub_register_providers`."""
+    """Collects provider classes registered through :func:`calhub_register_providers`.
+
+    A class must meet :func:`contract_problems` (else :meth:`add` raises TypeError naming
+    what is missing). A name belongs to the first plugin that registers it; a built-in
+    provider's name cannot be taken by another plugin (the other one is refused); when two
+    third-party plugins register the same name neither gets it, and an account using it is
+    a configuration error naming both (:meth:`clash`).
+    """
 
     def __init__(self) -> None:
         self._classes: dict[str, type[Provider]] = {}
-        self._origins: dict[str, str] = {}
-        self.current_plugin: str = "?"
+        self._sources: dict[str, PluginOrigin] = {}
+        self._clashes: dict[str, list[PluginOrigin]] = {}
+        self.current: PluginOrigin = PluginOrigin("?")
+
+    @property
+    def current_plugin(self) -> str:
+        """The name of the plugin whose hook is running (set by the plugin loader)."""
+        return self.current.plugin
+
+    @current_plugin.setter
+    def current_plugin(self, name: str) -> None:
+        self.current = PluginOrigin(name)
 
     def add(self, cls: type[Provider]) -> None:
-        if not (isinstance(cls, type) and issubclass(cls, Provider)):
-            raise TypeError(f"{cls!r} is not a Provider subclass")
-        if not cls.name:
-            raise ValueError(f"{cls.__qualname__} has no name")
-        if cls.name in self._classes and self._classes[cls.name] is not cls:
-            raise ValueError(
-                f"provider {cls.name!r} registered twice "
-                f"({self._origins[cls.name]} and {self.current_plugin})"
-            )
-        self._classes[cls.name] = cls
-        self._origins[cls.name] = self.current_plugin
+        problems = contract_problems(cls)
+        if problems:
+            kind = ValueError if problems[0].endswith("has no name") else TypeError
+            raise kind("; ".join(problems))
+        name, here = cls.name, self.current
+        if name in self._clashes:
+            if here not in self._clashes[name]:
+                self._clashes[name].append(here)
+            return
+        first = self._sources.get(name)
+        if first is None:
+            self._classes[name] = cls
+            self._sources[name] = here
+            return
+        if self._classes[name] is cls:
+            return
+        twice = f"provider {name!r} registered twice ({first.plugin} and {here.plugin})"
+        if first.builtin:
+            raise ValueError(f"{twice}: {name!r} is a built-in provider and cannot be replaced")
+        if here.builtin:
+            raise ValueError(f"{twice}: load built-in plugins first")
+        # Two third-party plugins: which one loaded first is an accident of the install,
+        # so neither gets the name.
+        del self._classes[name], self._sources[name]
+        self._clashes[name] = [first, here]
 
     def get(self, name: str) -> type[Provider] | None:
         return self._classes.get(name)
@@ -418,7 +620,19 @@ class ProviderRegistry:
         return sorted(self._classes)
 
     def origin(self, name: str) -> str:
-        return self._origins[name]
+        """The plugin (entry-point name) that registered ``name``."""
+        return self._sources[name].plugin
+
+    def source(self, name: str) -> PluginOrigin:
+        """Where the plugin that registered ``name`` comes from."""
+        return self._sources[name]
+
+    def clash(self, name: str) -> list[PluginOrigin]:
+        """The third-party plugins that all registered ``name`` (empty: no clash)."""
+        return list(self._clashes.get(name, ()))
+
+    def clashes(self) -> dict[str, list[PluginOrigin]]:
+        return {name: list(origins) for name, origins in sorted(self._clashes.items())}
 
 
 @hookspec
@@ -459,6 +673,32 @@ def ca_bundle_context(ca_file: str) -> ssl.SSLContext:
         raise ValueError(f"cannot load {ca_file!r}: {exc}") from None
 
 
+def account_config(
+    provider: type[Provider], name: str = "test", options: Mapping[str, Any] | None = None
+) -> AccountConfig:
+    """The :class:`AccountConfig` the config loader would hand ``provider`` for ``options``:
+    each declared :class:`Option`'s default applied where the key is absent, then
+    :meth:`Provider.check_options` run. For tests and plugin fixtures; keys no option
+    declares (a test server object) pass through. ValueError lists every problem as
+    ``accounts.NAME.KEY: reason``."""
+    given = dict(options or {})
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for option in provider.options:
+        if option.key in given:
+            values[option.key] = given.pop(option.key)
+        elif option.required:
+            problems.append(f"accounts.{name}.{option.key}: required by provider {provider.name!r}")
+        else:
+            values[option.key] = option.default
+    values.update(given)
+    if not problems:
+        problems = [f"accounts.{name}.{k}: {why}" for k, why in provider.check_options(values)]
+    if problems:
+        raise ValueError("\n".join(problems))
+    return AccountConfig(name=name, provider=provider.name, options=values)
+
+
 def as_utc(value: datetime | date) -> datetime:
     """An aware UTC datetime for a datetime (naive means UTC) or a date (midnight UTC)."""
     if isinstance(value, datetime):
@@ -466,6 +706,18 @@ def as_utc(value: datetime | date) -> datetime:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
     return datetime(value.year, value.month, value.day, tzinfo=UTC)
+
+
+# Error class -> status; subclasses before their bases.
+_ERROR_STATUS: tuple[tuple[type[BaseException], CallStatus], ...] = (
+    (CursorInvalid, CallStatus.CURSOR_INVALID),
+    (TransientError, CallStatus.TRANSIENT),
+    (AuthError, CallStatus.AUTH),
+    (NotFoundError, CallStatus.NOT_FOUND),
+    (PreconditionFailed, CallStatus.PRECONDITION),
+    (PermanentError, CallStatus.PERMANENT),
+    (TimeoutError, CallStatus.TRANSIENT),
+)
 
 
 def _iso(value: datetime | date) -> str:

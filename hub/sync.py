@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 import anyio
 
 from hub.backoff import RetryPolicy, Sleep, retry
+from hub.boundary import guard
 from hub.config import HubSettings
 from hub.metrics import Metrics
 from hub.model import Agent, Appointment, CalendarState, PassResult, Request, SyncStatus
@@ -155,7 +156,8 @@ class AgentSync:
         rng: random.Random | None = None,
     ) -> None:
         self.store = store
-        self.provider = provider
+        # Every call goes through the boundary: flags, error translation, telemetry.
+        self.provider = guard(provider, calls=metrics)
         self.account = account_name
         self.settings = settings
         self.metrics = metrics
@@ -536,7 +538,7 @@ class _Pass:
         await self._apply_hub(plan.hub)
         for action in plan.remote_deletes:
             await self._delete(action)
-        batch = max(1, int(getattr(self.provider, "max_batch", 1) or 1))
+        batch = max(1, self.provider.max_batch)
         for chunk in _chunks(plan.pushes, batch):
             await self._push(list(chunk))
 
@@ -699,10 +701,6 @@ class _Pass:
                     self.cal, [self._item(a) for a in pending]
                 ),
             )
-            if len(outcomes) != len(pending):
-                raise PermanentError(
-                    f"the provider answered {len(outcomes)} outcomes for {len(pending)} items"
-                )
             again, last = await self._settle(pending, outcomes)
             if not again:
                 return

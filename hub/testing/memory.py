@@ -22,7 +22,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,6 +32,7 @@ import anyio.to_thread
 from hub.spec import (
     AccountConfig,
     CalendarRef,
+    CallStatus,
     CheckItem,
     EventData,
     FetchResult,
@@ -154,11 +155,11 @@ class MemoryProvider(Provider):
             self.server.begin_request(operation, cal)
             yield
         except ProviderError as exc:
-            self._report(operation, type(exc).__name__, started)
+            self._report(operation, CallStatus.of(exc), started)
             raise
-        self._report(operation, "ok", started)
+        self._report(operation, CallStatus.OK, started)
 
-    def _report(self, operation: str, status: str, started: float) -> None:
+    def _report(self, operation: str, status: CallStatus, started: float) -> None:
         self.telemetry.request(self.account.name, operation, status, time.perf_counter() - started)
 
     async def _crash(self, what: str) -> None:
@@ -244,6 +245,11 @@ class MemoryBackdoor:
 
     async def expire_cursor(self, cal: CalendarRef) -> None:
         self.server.expire_cursors(cal)
+
+    async def create_unreadable(self, cal: CalendarRef, start: datetime) -> str:
+        """An event at ``start`` the provider cannot read (fetch reports it as skipped)."""
+        data = EventData("(unreadable)", start, start + timedelta(hours=1))
+        return self.server.add_bad_event(cal, "unparseable event", data)
 
     async def request_count(self) -> int:
         return self.server.requests

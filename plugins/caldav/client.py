@@ -20,7 +20,14 @@ from urllib.parse import quote, urljoin, urlsplit
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from hub.spec import AuthError, PermanentError, Telemetry, TransientError, ca_bundle_context
+from hub.spec import (
+    AuthError,
+    CallStatus,
+    PermanentError,
+    Telemetry,
+    TransientError,
+    ca_bundle_context,
+)
 
 XML = "application/xml; charset=utf-8"
 ICAL = "text/calendar; charset=utf-8"
@@ -164,22 +171,22 @@ class DavClient:
     ) -> Reply:
         assert self._session is not None
         started = time.monotonic()
-        status = "error"
+        status = CallStatus.ERROR
         try:
             async with self._session.request(
                 method, url, data=body, headers=headers, allow_redirects=False
             ) as resp:
                 data = await resp.read()
-                status = str(resp.status)
+                status = CallStatus.for_http(resp.status)
                 return Reply(resp.status, resp.headers, data, str(resp.url))
         except aiohttp.ClientConnectorCertificateError as exc:
-            status = "tls"
+            status = CallStatus.AUTH
             raise AuthError(
                 f"{operation} {url}: the server's TLS certificate is not trusted "
                 f"({exc.certificate_error}); set ca_file"
             ) from None
         except TimeoutError:
-            status = "timeout"
+            status = CallStatus.TRANSIENT
             raise TransientError(f"{operation} {url}: timed out") from None
         except aiohttp.ClientError as exc:
             raise TransientError(f"{operation} {url}: {type(exc).__name__}: {exc}") from None

@@ -43,7 +43,7 @@ from msgraph import GraphRequestAdapter
 from msgraph_core import GraphClientFactory
 from msgraph_core.authentication import AzureIdentityAuthenticationProvider
 
-from hub.spec import PermanentError, Telemetry, ca_bundle_context
+from hub.spec import CallStatus, PermanentError, Telemetry, ca_bundle_context
 from plugins.graph365.errors import error_for_exception
 from plugins.graph365.wire import PREFER, Response
 
@@ -178,11 +178,11 @@ class GraphHttp:
             info.set_stream_content(json.dumps(body).encode(), "application/json")
         info.add_request_options([ResponseHandlerOption(NativeResponseHandler())])
         began = time.perf_counter()
-        status = "error"
+        status = CallStatus.ERROR
         async with self.slots.hold(mailbox, weight):
             try:
                 raw: httpx.Response = await self.adapter.send_primitive_async(info, "bytes", {})
-                status = str(raw.status_code)
+                status = CallStatus.for_http(raw.status_code)
             except Exception as exc:
                 raise error_for_exception(exc, what=f"{operation} {mailbox}") from exc
             finally:

@@ -21,13 +21,14 @@ from hub.testing.memory import MemoryProvider
 DOCS = Path(__file__).parents[2] / "docs" / "plugins.md"
 
 
-class EchoProvider(Provider):
-    """A provider that exists only to be registered."""
+class EchoProvider(MemoryProvider):
+    """A provider that exists only to be registered (complete: the memory provider's
+    methods, since the registry checks the contract)."""
 
     name: ClassVar[str] = "echo"
 
 
-class FakeMemory(Provider):
+class FakeMemory(MemoryProvider):
     """Claims the name of a built-in provider."""
 
     name: ClassVar[str] = "memory"
