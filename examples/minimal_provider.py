@@ -12,7 +12,8 @@ What it shows:
 
 * blocking work (file I/O here, a synchronous SDK elsewhere) runs in worker threads through
   ``anyio.to_thread`` with a :class:`anyio.CapacityLimiter`, never on the event loop;
-* the version (etag) is a hash of the stored bytes, checked before every update and delete;
+* the version (etag) is a hash of the stored bytes, checked before every update and delete,
+  under one lock with the write, so two concurrent updates from one version cannot both pass;
 * the file name of a hub-owned event is derived from the hub id (``client_ids = True``), so a
   create retried after a crash finds the first one instead of making a duplicate;
 * only the hub's error classes leave the provider: a missing file is
@@ -27,7 +28,8 @@ import dataclasses
 import hashlib
 import json
 import re
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -54,10 +56,10 @@ from hub import (
     PushResult,
     RemoteEvent,
     SkippedEvent,
+    Telemetry,
     Window,
     hookimpl,
 )
-from hub.spec import Telemetry
 
 T = TypeVar("T")
 _REMOTE_ID = re.compile(r"[A-Za-z0-9_-]{1,80}")
@@ -110,10 +112,18 @@ class JsonDirProvider(Provider):
     max_batch: ClassVar[int] = 1
     client_ids: ClassVar[bool] = True
 
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
+        # Run by the config loader: a bad value stops the service at start, not at a sync.
+        if not str(options["path"]).strip():
+            yield "path", "must name a folder"
+
     def __init__(self, account: AccountConfig, telemetry: Telemetry | None = None) -> None:
         super().__init__(account, telemetry)
         self.root = Path(account.options["path"])
         self._limiter: anyio.CapacityLimiter | None = None
+        # Checking a version and writing are one step: the worker threads take turns.
+        self._writing = threading.Lock()
 
     async def open(self) -> None:
         if self._limiter is None:
@@ -160,6 +170,10 @@ class JsonDirProvider(Provider):
         return events, skipped
 
     def _write(self, cal: CalendarRef, item: PushItem) -> PushOutcome:
+        with self._writing:
+            return self._write_locked(cal, item)
+
+    def _write_locked(self, cal: CalendarRef, item: PushItem) -> PushOutcome:
         try:
             if item.remote_id is None:
                 remote_id = "hub-" + hashlib.sha256(item.hub_id.encode()).hexdigest()[:32]
@@ -187,10 +201,11 @@ class JsonDirProvider(Provider):
             return exc  # per-item outcome: the rest of the batch goes on
 
     def _remove(self, cal: CalendarRef, remote_id: str, version: str | None) -> None:
-        path = self._file(cal, remote_id)
-        if version is not None and version != _version(path.read_bytes()):
-            raise PreconditionFailed(f"{remote_id} changed since {version}", item=remote_id)
-        path.unlink()
+        with self._writing:
+            path = self._file(cal, remote_id)
+            if version is not None and version != _version(path.read_bytes()):
+                raise PreconditionFailed(f"{remote_id} changed since {version}", item=remote_id)
+            path.unlink()
 
     # -------------------------------------------------------------- the contract
 

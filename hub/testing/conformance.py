@@ -6,9 +6,9 @@ Modelled on vdirsyncer's ``StorageTests``: the suite states what the provider co
     from hub.testing.conformance import ProviderConformance
 
     class TestMyProvider(ProviderConformance):
-        @pytest.fixture
+        @pytest_asyncio.fixture
         async def provider(self, my_server):      # an opened Provider
-            async with MyProvider(AccountConfig("t", "mine", {...})) as p:
+            async with MyProvider(account_config(MyProvider, "t", {...})) as p:
                 yield p
 
         @pytest.fixture
@@ -20,10 +20,18 @@ Modelled on vdirsyncer's ``StorageTests``: the suite states what the provider co
             return MyBackdoor(my_server)
 
 The backdoor is any object with ``async create_external(cal, data) -> remote_id``,
-``async edit(cal, remote_id, data)``, ``async delete(cal, remote_id)`` and
-``async expire_cursor(cal)``; optionally ``async request_count() -> int`` (requests the
-server has answered so far) to check request budgets. A method may raise
-``NotImplementedError``: the tests that need it skip.
+``async edit(cal, remote_id, data)``, ``async delete(cal, remote_id)``,
+``async expire_cursor(cal)`` and ``async create_unreadable(cal, start) -> remote_id`` (an
+event at ``start`` the provider cannot parse, to check that it is skipped, not fatal);
+optionally ``async request_count() -> int`` (requests the server has answered so far) to
+check request budgets. A method may raise ``NotImplementedError``: the tests that need it
+skip. The ``missing_cal`` fixture (a calendar that does not exist; by default ``cal`` with
+``calendar="calhub-conformance-missing"``) may be overridden where calendar addresses look
+different.
+
+The suite's tests carry the ``asyncio`` mark themselves, so it runs under pytest-asyncio's
+strict mode as well as its auto mode; in strict mode write your async fixtures with
+``@pytest_asyncio.fixture``.
 
 Capabilities become skips: ``read_only`` skips every write test, ``supports_delta=False`` the
 incremental ones, ``max_batch < 2`` the batch test. Class attributes tune what a provider
@@ -45,10 +53,12 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
+import anyio
 import pytest
 
 from hub.spec import (
     CalendarRef,
+    CheckItem,
     CursorInvalid,
     EventData,
     FetchResult,
@@ -59,6 +69,7 @@ from hub.spec import (
     PushItem,
     PushResult,
     RemoteEvent,
+    TransientError,
     Window,
     as_utc,
 )
@@ -97,6 +108,10 @@ class ProviderConformance:
     """The contract every provider must pass. Subclasses supply the ``provider``, ``cal`` and
     ``backdoor`` fixtures (see the module docstring)."""
 
+    # Every test is a coroutine: marked here so that the suite does not depend on
+    # pytest-asyncio's auto mode (in strict mode unmarked ones would not even run).
+    pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.asyncio]
+
     listing_has_hub_ids: ClassVar[bool] = True
     round_trip_fields: ClassVar[tuple[str, ...]] = DEFAULT_FIELDS
     no_change_fetch_requests: ClassVar[int] = 1
@@ -114,6 +129,11 @@ class ProviderConformance:
     @pytest.fixture
     def backdoor(self) -> Any:
         raise NotImplementedError("subclass ProviderConformance and supply a backdoor fixture")
+
+    @pytest.fixture
+    def missing_cal(self, cal: CalendarRef) -> CalendarRef:
+        """A calendar that does not exist at the account (same mailbox as ``cal``)."""
+        return replace(cal, calendar="calhub-conformance-missing")
 
     @pytest.fixture
     def now(self) -> datetime:
@@ -529,3 +549,73 @@ class ProviderConformance:
         assert again.full
         assert list(_by_id(again)) == [ext_id]
         assert again.cursor
+
+    # ------------------------------------------------------------------ what the engine relies on
+
+    async def test_a_missing_calendar_is_not_found_not_empty(
+        self, provider: Provider, missing_cal: CalendarRef, window: Window
+    ) -> None:
+        # An empty answer would read as "the agent deleted everything": the engine stops a
+        # pass that suddenly sees nothing, but a missing calendar must say so.
+        with pytest.raises(NotFoundError):
+            await provider.fetch(missing_cal, window, None)
+
+    async def test_check_reports_a_missing_calendar_instead_of_raising(
+        self, provider: Provider, cal: CalendarRef, missing_cal: CalendarRef
+    ) -> None:
+        items = await provider.check([cal, missing_cal])
+        assert items and all(isinstance(item, CheckItem) for item in items), items
+        assert any(not item.ok for item in items), f"the missing calendar passed: {items}"
+        assert any(item.ok for item in items), f"nothing passed for the real calendar: {items}"
+
+    async def test_an_unreadable_event_is_skipped_not_fatal(
+        self, provider: Provider, cal: CalendarRef, backdoor: Any, window: Window, now: datetime
+    ) -> None:
+        good = await self.agent(backdoor, "create_external", cal, self.event(now, "Dentist"))
+        bad = await self.agent(backdoor, "create_unreadable", cal, now + timedelta(hours=2))
+        listed = await provider.fetch(cal, window, None)
+        assert list(_by_id(listed)) == [good]
+        assert [s.remote_id for s in listed.skipped] == [bad]
+
+    async def test_concurrent_updates_of_one_event_lose_nothing(
+        self, writable: Provider, cal: CalendarRef, now: datetime
+    ) -> None:
+        # Two passes (or a pass and the agent's phone) writing from the same version: one
+        # wins, the others get PreconditionFailed (or TransientError, e.g. 423 Locked: the
+        # retry then meets the new version); none is silently overwritten.
+        created = await self.create(writable, cal, "hub-race", self.event(now))
+        edits = [self.event(now, f"Edit {i}") for i in range(3)]
+        outcomes: dict[int, Any] = {}
+
+        async def update(i: int) -> None:
+            item = PushItem("hub-race", edits[i], created.remote_id, created.version)
+            (outcomes[i],) = await writable.push(cal, [item])
+
+        async with anyio.create_task_group() as tg:
+            for i in range(len(edits)):
+                tg.start_soon(update, i)
+        won = [i for i, outcome in outcomes.items() if isinstance(outcome, PushResult)]
+        assert len(won) == 1, f"updates from one version that succeeded: {outcomes}"
+        for i, outcome in outcomes.items():
+            if i not in won:
+                assert isinstance(outcome, PreconditionFailed | TransientError), outcome
+        self.assert_content((await writable.get(cal, created.remote_id)).data, edits[won[0]])
+
+    async def test_a_restore_creates_the_event_again(
+        self, writable: Provider, cal: CalendarRef, backdoor: Any, window: Window, now: datetime
+    ) -> None:
+        # remote_delete = "restore": the create carries the deleted event's id in
+        # ``replaces``; a create keyed by the hub id alone would answer with the deleted one.
+        data = self.event(now + timedelta(days=1), "Restored visit")
+        first = await self.create(writable, cal, "hub-restore", data)
+        await self.agent(backdoor, "delete", cal, first.remote_id)
+        item = PushItem("hub-restore", data, replaces=first.remote_id)
+        restored = await writable.push_one(cal, item)
+        got = await writable.get(cal, restored.remote_id)
+        assert got.hub_id == "hub-restore"
+        self.assert_content(got.data, data)
+        listed = await writable.fetch(cal, window, None)
+        assert [e.remote_id for e in listed.changed] == [restored.remote_id]
+        again = await writable.push_one(cal, item)  # still idempotent
+        assert again.remote_id == restored.remote_id
+        assert list(await writable.find(cal, ["hub-restore"])) == ["hub-restore"]

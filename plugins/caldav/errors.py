@@ -19,8 +19,9 @@ from hub.spec import (
 )
 from hub.spec import retry_after_seconds as retry_after
 
-# Statuses that say "try again later" rather than "this request is wrong".
-_TRANSIENT = {408, 425, 429, 500, 502, 503, 504}
+# Statuses that say "try again later" rather than "this request is wrong" (423 Locked: a
+# concurrent write holds the resource; Xandikos answers it to overlapping PUTs).
+_TRANSIENT = {408, 423, 425, 429, 500, 502, 503, 504}
 
 
 def error_for(

@@ -33,6 +33,7 @@ import anyio
 from hub.spec import (
     CursorInvalid,
     FetchResult,
+    NotFoundError,
     PermanentError,
     SkippedEvent,
     Window,
@@ -106,6 +107,9 @@ class Fetcher:
         response = await self._own_props(collection, _COLLECTION_PROPS)
         if response is None:
             raise PermanentError(f"PROPFIND {collection.url}: the collection did not answer")
+        if response.status in (404, 410):
+            # Xandikos answers 207 with a 404 response for a collection that does not exist.
+            raise NotFoundError(f"PROPFIND {collection.url}: HTTP {response.status} (not found)")
         if not response.has_child(tag(DAV, "resourcetype"), tag(CALDAV, "calendar")):
             raise PermanentError(f"{collection.url} is not a calendar collection")
         return response

@@ -76,6 +76,12 @@ class _CalDAVConformance(ProviderConformance):
         return cal_for(collection)
 
     @pytest.fixture
+    def missing_cal(self, collection: str) -> CalendarRef:
+        # A calendar address is a collection path: a sibling of the agent's that was never
+        # made (the suite's default name would sit outside the user's home).
+        return cal_for(collection.rstrip("/") + "-missing/")
+
+    @pytest.fixture
     def backdoor(self, server: DavServer, collection: str, proxy: DavProxy) -> Any:
         return CountingPhone(server, self.user, collection, proxy)
 

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
+from hub import account_config
 from hub.plugins import PLUGINS_ENV, load_plugins
-from hub.spec import AccountConfig, CalendarRef, EventData, NotFoundError, Provider, Window
+from hub.spec import CalendarRef, EventData, NotFoundError, Provider, Window
 from hub.testing.conformance import ProviderConformance
 
 ROOT = Path(__file__).parents[2]
@@ -55,10 +56,14 @@ class JsonDirBackdoor:
     async def expire_cursor(self, cal: CalendarRef) -> None:
         raise NotImplementedError("jsondir keeps no cursor")
 
+    async def create_unreadable(self, cal: CalendarRef, start: datetime) -> str:
+        (self.provider.folder(cal) / "garbled.json").write_text("{not json", encoding="utf-8")
+        return "garbled"
+
 
 @pytest.fixture
 async def jsondir(tmp_path: Path) -> AsyncIterator[Provider]:
-    account = AccountConfig("files", "jsondir", {"path": str(tmp_path)})
+    account = account_config(example.JsonDirProvider, "files", {"path": str(tmp_path)})
     async with example.JsonDirProvider(account) as provider:
         yield provider
 

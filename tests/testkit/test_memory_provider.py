@@ -14,7 +14,9 @@ from hub.testing.memory import MemoryBackdoor, MemoryProvider, MemoryServer
 
 @pytest.fixture
 def server() -> MemoryServer:
-    return MemoryServer()
+    # Calendars exist only once added (a real server's behaviour): the suite checks that a
+    # missing one is NotFoundError.
+    return MemoryServer(auto_create=False)
 
 
 class TestMemoryProvider(ProviderConformance):
