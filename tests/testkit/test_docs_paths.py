@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-DOTTED = re.compile(r"`(hub(?:\.[a-z_]\w*)*\.[A-Z]\w*(?:\.\w+)?)")
+DOTTED = re.compile(r"`(hub(?:\.[a-z_]\w*)*\.[A-Z][a-z]\w*(?:\.\w+)?)")
 
 
 def _names() -> list[tuple[str, str]]:
