@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -124,12 +126,18 @@ async def test_listener_called_after_commit_with_changed_agents(store: SqliteSto
 
 
 async def test_listener_sees_committed_state(store: SqliteStore) -> None:
-    found: list[asyncio.Task[Appointment | None]] = []
-    store.add_listener(
-        lambda origin, ids: found.append(asyncio.ensure_future(store.get_appointment("a1")))
-    )
+    # The listener reads the file through a connection of its own, at the moment it is called
+    # (a task it started would run later and see the commit anyway): the rows it sees are
+    # committed ones, or the call came too early.
+    seen: list[list[tuple[str, ...]]] = []
+
+    def read_now(origin: str, ids: frozenset[str]) -> None:
+        with contextlib.closing(sqlite3.connect(store.path)) as db:
+            seen.append(db.execute("SELECT id FROM appointments ORDER BY id").fetchall())
+
+    store.add_listener(read_now)
     await write_some(store, "a1")
-    assert await found[0] is not None
+    assert seen == [[("a1",)]]
 
 
 async def test_failing_listener_is_logged_not_raised(

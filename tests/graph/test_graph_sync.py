@@ -12,6 +12,7 @@ import anyio
 import pytest
 
 from hub.model import Kind, PassResult, RemoteDelete
+from hub.reconcile import external_id
 from hub.spec import PRIVATE_SUBJECT, CalendarRef, PushItem, PushOutcome
 from hub.testing.memory import SimulatedCrash
 from plugins.graph365 import GraphProvider
@@ -129,10 +130,13 @@ async def test_expired_delta_token_resyncs_without_duplicates_or_deletes(hub: Hu
     assert result.result == "ok", result.error
     assert hub.remote_hub_ids() == sorted(a.id for a in appts)
     assert len(hub.fake.events(MAILBOXES[0])) == 4
+    assert result.counts.get("full_fetch") == 1  # the refused token meant a full listing
     hub_side = await hub.hub()
     assert {a.id for a in appts} <= {a.id for a in hub_side}
-    assert [a.subject for a in hub_side if a.kind is Kind.EXTERNAL] == ["Dentist"]
-    assert dentist
+    # The owner's new event came in once, under the id derived from its Graph id.
+    (copy,) = [a for a in hub_side if a.kind is Kind.EXTERNAL]
+    assert copy.id == external_id("alice", ACCOUNT, dentist) and copy.subject == "Dentist"
+    assert (copy.start, copy.end) == (hour(5), hour(5, 11))
 
 
 async def test_private_owner_event_is_imported_as_busy_time_only(hub: Hub) -> None:
