@@ -27,6 +27,7 @@ from hub.housekeeping import prune_history
 from hub.metrics import Metrics
 from hub.model import Agent, PassResult
 from hub.plugins import Plugins, load_plugins
+from hub.redact import redact
 from hub.scheduler import Scheduler
 from hub.service import configure_logging, serve, upsert_config_agents
 from hub.spec import CalendarRef, CheckItem, Option, ProviderError
@@ -134,7 +135,8 @@ def _describe(result: PassResult) -> str:
     if result.ok:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items()) if v)
         return f"{result.result}" + (f" ({counts})" if counts else "")
-    return result.error or result.result
+    # A provider's error may quote a URL, and this line goes to cron's mail.
+    return redact(result.error) if result.error else result.result
 
 
 def _check_agents(known: set[str], agent_ids: list[str] | None) -> None:

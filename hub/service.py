@@ -22,10 +22,12 @@ from aiohttp import web
 
 from hub.admin import build_app
 from hub.admin.auth import listen_is_safe, new_feed_token
+from hub.admin.httplog import server_options
 from hub.config import Config, ConfigError
 from hub.housekeeping import run_daily
 from hub.metrics import Metrics
 from hub.model import Agent
+from hub.redact import RedactSecrets
 from hub.scheduler import Scheduler
 from hub.spec import ProviderRegistry
 from hub.store import Store, open_store
@@ -39,8 +41,12 @@ def configure_logging(level: int = logging.INFO, stream: TextIO | None = None) -
     """One line per event on stderr (systemd's journal and cron mail both read it).
 
     Leaves logging alone when the host program (a test runner) already configured it.
+    Secrets in query strings (a feed's ``?token=``) are redacted from every line.
     """
-    logging.basicConfig(level=level, format=LOG_FORMAT, stream=stream or sys.stderr)
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(RedactSecrets())
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 def merge_agent(existing: Agent | None, configured: Agent, keys: frozenset[str]) -> Agent:
@@ -151,7 +157,7 @@ async def serve(
                 scheduler = await stack.enter_async_context(
                     Scheduler(store, config, registry, metrics, background=True)
                 )
-            runner = web.AppRunner(build_app(store, config, metrics, scheduler))
+            runner = web.AppRunner(build_app(store, config, metrics, scheduler), **server_options())
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
             await _start_site(runner, config)

@@ -82,6 +82,8 @@ async def errors_middleware(request: web.Request, handler: web.Handler) -> web.S
             message = f"no route {request.path}"
         kept = {name: exc.headers[name] for name in ("Allow",) if name in exc.headers}
         return error_response(exc.status, message, headers=kept)
+    except ConnectionError:
+        raise  # the client hung up (mid-body): nobody to answer; the server logs it once
     except Exception:
         log.exception("admin request %s %s failed", request.method, request.path)
         return error_response(500, "internal error; see the service log")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
@@ -9,6 +11,7 @@ from hub.admin.context import hub_of
 from hub.metrics import CONTENT_TYPE, Metrics
 
 routes = web.RouteTableDef()
+CLIENT_GONE = 499  # "client closed request", as nginx counts it
 
 
 @routes.get("/health", name="health")
@@ -38,6 +41,9 @@ def counting_middleware(metrics: Metrics) -> Middleware:
             return response
         except web.HTTPException as exc:
             status = exc.status
+            raise
+        except (ConnectionError, asyncio.CancelledError):
+            status = CLIENT_GONE  # the client hung up: not the hub's failure, not a 500
             raise
         finally:
             metrics.http.labels(request.method, route, str(status)).inc()

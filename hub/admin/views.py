@@ -24,6 +24,7 @@ from hub.model import (
     Request,
     SyncStatus,
 )
+from hub.redact import redact
 from hub.render import render_event
 from hub.spec import EventData, as_utc
 from hub.store.base import Store
@@ -122,7 +123,7 @@ def calendar_state_json(state: CalendarState, now: datetime) -> dict[str, Any]:
         "calendar": state.calendar,
         "last_pass_at": iso(state.last_pass_at),
         "last_result": state.last_result,
-        "last_error": state.last_error,
+        "last_error": redact(state.last_error) if state.last_error else state.last_error,
         "cursor_age_seconds": cursor_age,
         "needs_attention": state.needs_attention,
         "notices": list(state.notices),

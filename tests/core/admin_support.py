@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from multidict import CIMultiDictProxy
 
 from hub.admin import build_app
+from hub.admin.httplog import server_options
 from hub.config import AdminSettings, Config, HubSettings
 from hub.metrics import Metrics
 from hub.model import Agent, Appointment, Kind, PassResult, PushState
@@ -147,7 +148,9 @@ async def running_api(
     metrics = Metrics()
     app = build_app(store, config, metrics, control)
     try:
-        async with TestClient(TestServer(app)) as client:
+        server = TestServer(app)
+        await server.start_server(**server_options())  # the logging `calhub serve` uses
+        async with TestClient(server) as client:
             yield Api(client, store, db_path, token, metrics)
     finally:
         await store.close()

@@ -158,3 +158,18 @@ def test_a_bad_public_url_exits_2(
     assert main(["sync", "--config", str(path)]) == 2
     (line,) = _err_lines(capsys)
     assert line.startswith("admin.public_url: "), line
+
+
+def test_a_failed_pass_line_carries_no_secret(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hub.spec import PermanentError
+
+    async def failing_fetch(self, cal, window, cursor):  # type: ignore[no-untyped-def]
+        raise PermanentError("GET https://cal.example/x?access_token=s3cret: 400")
+
+    monkeypatch.setattr(MemoryProvider, "fetch", failing_fetch)
+    assert main(["sync", "--config", str(memory_config(tmp_path))]) == 1
+    err = capsys.readouterr().err
+    assert "s3cret" not in err
+    assert "access_token=[redacted]" in err
