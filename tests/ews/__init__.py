@@ -1,0 +1,1 @@
+"""Tests of the exchange_ews provider against the strict EWS fake."""
