@@ -27,7 +27,7 @@ import contextlib
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import requests
@@ -102,6 +102,7 @@ _ITEM_FIELDS = (
     "categories",
     HUB_ID_FIELD,
     "_start_timezone",
+    "_end_timezone",
     "type",
     "uid",
     "last_modified_time",
@@ -481,10 +482,15 @@ def _ews_value(value: datetime | date) -> EWSDateTime | EWSDate:
 
 
 def _content(fields: ItemFields) -> dict[str, Any]:
+    end = fields.end
+    if not isinstance(end, datetime):
+        # exchangelib takes an all-day item's end date as inclusive and sends the midnight
+        # after it; the hub's end date is exclusive (already that midnight).
+        end -= timedelta(days=1)
     return {
         "subject": fields.subject,
         "start": _ews_value(fields.start),
-        "end": _ews_value(fields.end),
+        "end": _ews_value(end),
         "is_all_day": fields.all_day,
         "body": Body(fields.body),
         "location": fields.location or None,
@@ -525,12 +531,12 @@ def _item_or_fault(result: Any) -> EwsItem | EwsFault:
 
 
 def _read(item: Any) -> EwsItem:
-    tz = item._start_timezone
-    zone = _iana(tz)
+    zone = _iana(item._start_timezone)
     start, end = item.start, item.end
     if item.is_all_day:
-        # All-day items are midnight-to-midnight in their own zone; read the dates there.
-        start, end = _day(start, tz), _day(end, tz)
+        # exchangelib has already read the dates in the item's own zones, with an inclusive
+        # end (the day before the end midnight EWS sent): the hub's end is exclusive.
+        start, end = _date(start), _date(end) + timedelta(days=1)
     else:
         start, end = _utc(start), _utc(end)
     body = item.body
@@ -570,11 +576,7 @@ def _utc(value: Any) -> datetime:
     return datetime(value.year, value.month, value.day, tzinfo=UTC)
 
 
-def _day(value: Any, tz: Any) -> date:
-    if isinstance(value, datetime):
-        if tz is not None and value.tzinfo is not None:
-            value = value.astimezone(tz)
-        return date(value.year, value.month, value.day)
+def _date(value: Any) -> date:
     return date(value.year, value.month, value.day)
 
 

@@ -1,0 +1,138 @@
+"""exchange_ews beyond the conformance suite: TLS trust, named calendars, what Outlook writes
+(Windows time zones, all-day items, HTML bodies), mailbox errors, the version probe, and the
+event loop staying free while EWS holds a call open."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import anyio
+import pytest
+
+from hub.spec import AuthError, CalendarRef, EventData, PushItem, Window
+from plugins.exchange_ews import EwsProvider
+from tests.core.admin_support import running_api
+from tests.ews.conftest import account_for
+from tests.ews.helpers import MAILBOXES
+from tests.fakes.ews import EwsFake
+
+NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+WINDOW = Window(NOW - timedelta(days=7), NOW + timedelta(days=60))
+
+
+async def test_an_untrusted_certificate_names_the_ca_problem(
+    fake: EwsFake, cal: CalendarRef
+) -> None:
+    async with EwsProvider(account_for(fake, ca_file=None)) as untrusting:
+        with pytest.raises(AuthError) as caught:
+            await untrusting.fetch(cal, WINDOW, None)
+    assert "not trusted" in caught.value.message and "ca_file" in caught.value.message
+    assert caught.value.mailbox is None  # the whole account needs attention, not one agent
+
+
+# urllib3 warns on every unverified request; the administrator asked for exactly that.
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+async def test_verify_tls_off_connects_without_the_ca(fake: EwsFake, cal: CalendarRef) -> None:
+    async with EwsProvider(account_for(fake, ca_file=None, verify_tls=False)) as lax:
+        assert (await lax.fetch(cal, WINDOW, None)).full
+
+
+async def test_a_named_calendar_is_a_folder_under_the_default_one(
+    provider: EwsProvider, fake: EwsFake
+) -> None:
+    visits = CalendarRef("alice", MAILBOXES[0], "Field visits")
+    data = EventData("Printer", NOW + timedelta(hours=2), NOW + timedelta(hours=3))
+    created = await provider.push_one(visits, PushItem("hub-visit", data))
+    assert [i.id for i in fake.items(MAILBOXES[0], "Field visits")] == [created.remote_id]
+    assert fake.items(MAILBOXES[0]) == []
+    listed = await provider.fetch(visits, WINDOW, None)
+    assert [e.hub_id for e in listed.changed] == ["hub-visit"]
+    missing = CalendarRef("alice", MAILBOXES[0], "No such folder")
+    with pytest.raises(Exception, match="ErrorFolderNotFound"):
+        await provider.fetch(missing, WINDOW, None)
+
+
+async def test_outlook_items_read_in_their_windows_time_zone(
+    provider: EwsProvider, fake: EwsFake, cal: CalendarRef
+) -> None:
+    day = (NOW + timedelta(days=3)).date()
+    berlin = datetime(day.year, day.month, day.day, 9, tzinfo=UTC) - timedelta(hours=1)
+    timed = fake.owner_create(
+        MAILBOXES[0], "Call", berlin, berlin + timedelta(hours=1), tz="W. Europe Standard Time"
+    )
+    all_day = fake.owner_create(
+        MAILBOXES[0], "Offsite", day, day + timedelta(days=1), tz="Eastern Standard Time"
+    )
+    html = fake.owner_create(
+        MAILBOXES[0], "Notes", NOW + timedelta(hours=1), NOW + timedelta(hours=2),
+        body="bring &amp; return the <b>badge</b>", html=True,
+    )  # fmt: skip
+    got = {e.remote_id: e for e in (await provider.fetch(cal, WINDOW, None)).changed}
+    assert got[timed].data.start == berlin and got[timed].data.timezone == "Europe/Berlin"
+    # Midnight in New York is 05:00Z: read in the item's own zone, the dates stay the dates.
+    assert (got[all_day].data.start, got[all_day].data.end) == (day, day + timedelta(days=1))
+    assert type(got[all_day].data.start) is date
+    assert got[html].data.body == "bring & return the badge"
+
+
+async def test_an_all_day_item_is_written_midnight_to_midnight(
+    provider: EwsProvider, fake: EwsFake, cal: CalendarRef
+) -> None:
+    day = (NOW + timedelta(days=5)).date()
+    data = EventData("Training", day, day + timedelta(days=2))
+    await provider.push_one(cal, PushItem("hub-training", data))
+    (item,) = fake.items(MAILBOXES[0])
+    assert item.all_day
+    midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    assert (item.start, item.end) == (midnight, midnight + timedelta(days=2))
+
+
+async def test_an_unknown_mailbox_needs_attention_for_that_agent(provider: EwsProvider) -> None:
+    ghost = CalendarRef("ghost", "ghost@contoso.example")
+    with pytest.raises(AuthError) as caught:
+        await provider.fetch(ghost, WINDOW, None)
+    assert "ErrorNonExistentMailbox" in caught.value.message
+    assert caught.value.mailbox == "ghost@contoso.example"
+
+
+async def test_without_a_pinned_version_the_probe_runs_once(
+    fake: EwsFake, cal: CalendarRef
+) -> None:
+    async with EwsProvider(account_for(fake, version="")) as guessing:
+        first = await guessing.fetch(cal, WINDOW, None)
+        await guessing.fetch(cal, WINDOW, first.cursor)
+        await guessing.fetch(cal, WINDOW, first.cursor)
+    assert fake.ops[("", "ConvertId")] == 1
+
+
+async def test_a_bad_option_is_named(fake: EwsFake) -> None:
+    with pytest.raises(Exception, match=r"accounts\.onprem\.auth: 'kerberos'"):
+        await EwsProvider(account_for(fake, auth="kerberos")).open()
+    with pytest.raises(Exception, match=r"accounts\.onprem\.version: 'Exchange2003'"):
+        await EwsProvider(account_for(fake, version="Exchange2003")).open()
+
+
+async def test_the_admin_api_answers_while_an_ews_call_is_held_open(
+    tmp_path: Path, fake: EwsFake, cal: CalendarRef
+) -> None:
+    # A short timeout: if EWS ran on the event loop, the fake (on the same loop) could not
+    # even receive the request, and the fetch would fail instead of being held.
+    async with EwsProvider(account_for(fake, timeout=5)) as provider:
+        await provider.fetch(cal, WINDOW, None)  # connect, resolve the folder
+        fake.hold("SyncFolderItems")
+        results = []
+        async with running_api(tmp_path / "admin.db") as api, anyio.create_task_group() as tg:
+
+            async def fetch() -> None:
+                results.append(await provider.fetch(cal, WINDOW, None))
+
+            tg.start_soon(fetch)
+            with anyio.fail_after(4):
+                await fake.held.wait()
+            health = await api.call("GET", "/health", token=None)
+            agents = await api.call("GET", "/agents")
+            assert (health.status, agents.status) == (200, 200)
+            assert not results  # the EWS call is still open
+            fake.release()
+    assert results and results[0].full
