@@ -23,7 +23,6 @@ import asyncio
 import multiprocessing
 import sys
 import tempfile
-from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -32,11 +31,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere: the bench imports calhub from the checkout
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _report import Meter, PhaseResult, peak_rss_mb, report  # noqa: E402
+from _hub import PassMeter, move_some, populate  # noqa: E402
+from _report import PhaseResult, report  # noqa: E402
 
 from hub.config import Config, HubSettings  # noqa: E402
 from hub.metrics import Metrics  # noqa: E402
-from hub.model import Agent, Appointment, Kind  # noqa: E402
 from hub.scheduler import Scheduler  # noqa: E402
 from hub.spec import AccountConfig, ProviderRegistry  # noqa: E402
 from hub.store.sqlite import SqliteStore  # noqa: E402
@@ -77,87 +76,12 @@ async def _serve(conn: Connection, latency_ms: float, mailboxes: list[str]) -> N
             )
 
 
-# --------------------------------------------------------------------------- phases
-
-
-class Bench:
-    """Measures one scheduler pass per phase, with the fake's request counters over the pipe."""
-
-    def __init__(self, conn: Connection, agents: int) -> None:
-        self.conn, self.agents = conn, agents
-
-    def counters(self) -> dict[str, Any]:
-        self.conn.send("counters")
-        return self.conn.recv()
-
-    async def measure(
-        self, scheduler: Scheduler, phase: str, events: int, changed: int
-    ) -> tuple[PhaseResult, dict[str, Any]]:
-        before = self.counters()
-        with Meter() as meter:
-            results = await scheduler.run_once()
-        after = self.counters()
-        bad = {a: (r.result, r.error) for a, r in results.items() if r.result != "ok"}
-        if bad:
-            raise SystemExit(f"{phase}: passes did not end ok: {list(bad.items())[:3]}")
-        requests = after["requests"] - before["requests"]
-        result = PhaseResult(
-            BENCH,
-            phase,
-            self.agents,
-            events,
-            meter.wall_s,
-            meter.cpu_s,
-            peak_rss_mb(),
-            requests,
-            changed,
-        )
-        return result, after
-
-
-async def populate(store: SqliteStore, agents: int, events: int) -> list[Agent]:
-    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    made = []
-    async with store.transaction("api") as tx:
-        for a in range(agents):
-            agent = Agent(
-                id=f"agent{a:03d}", name=f"Agent {a}", email=f"agent{a:03d}@contoso.example",
-                account=ACCOUNT, colour="#3a87ad",
-            )  # fmt: skip
-            made.append(await tx.put_agent(agent))
-            starts = [
-                today + timedelta(days=1 + i % 50, hours=8 + (i // 50) % 9) for i in range(events)
-            ]
-            await tx.put_appointments(
-                [
-                    Appointment(
-                        id=f"{agent.id}-{i}", agent_id=agent.id, kind=Kind.MANUAL,
-                        start=start, end=start + timedelta(minutes=45), subject=f"Visit {i}",
-                    )
-                    for i, start in enumerate(starts)
-                ]
-            )  # fmt: skip
-    return made
-
-
-async def move_some(store: SqliteStore, agents: list[Agent], per_agent: int) -> int:
-    ids = [f"{agent.id}-{i * 37}" for agent in agents for i in range(per_agent)]
-    shift = timedelta(hours=1)
-    async with store.transaction("api") as tx:
-        found = await tx.get_appointments(ids)  # one query, not one per appointment
-        assert len(found) == len(ids)
-        await tx.put_appointments(
-            [appt.evolve(start=appt.start + shift, end=appt.end + shift) for appt in found.values()]
-        )
-    return len(found)
-
-
 async def run(args: argparse.Namespace, conn: Connection, options: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory(prefix="graph-bench-db-") as tmp:
         store = SqliteStore(Path(tmp) / "hub.db")
         await store.open()
         try:
-            agents = await populate(store, args.agents, args.events)
+            agents = await populate(store, args.agents, args.events, ACCOUNT)
             total = args.agents * args.events
             registry = ProviderRegistry()
             registry.add(GraphProvider)
@@ -165,7 +89,7 @@ async def run(args: argparse.Namespace, conn: Connection, options: dict[str, Any
                 hub=HubSettings(max_concurrent_syncs=args.concurrency),
                 accounts={ACCOUNT: AccountConfig(ACCOUNT, "graph365", options)},
             )
-            bench = Bench(conn, args.agents)
+            bench = PassMeter(BENCH, args.agents, lambda: _counters(conn))
             phases: list[PhaseResult] = []
             async with Scheduler(store, config, registry, Metrics(), background=False) as sched:
                 phase, after = await bench.measure(sched, "initial", total, total)
@@ -190,6 +114,11 @@ async def run(args: argparse.Namespace, conn: Connection, options: dict[str, Any
         "requests_per_changed_event of 'initial' is requests per pushed event (target <= 0.06)",
     ]
     report(title, phases, sys.stdout, notes)
+
+
+def _counters(conn: Connection) -> dict[str, Any]:
+    conn.send("counters")
+    return conn.recv()
 
 
 def main() -> None:

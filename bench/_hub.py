@@ -1,0 +1,78 @@
+"""The hub side shared by the provider benchmarks: agents with appointments in a SqliteStore,
+moving some of them, and one measured scheduler pass per phase."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from _report import Meter, PhaseResult, peak_rss_mb
+
+from hub.model import Agent, Appointment, Kind
+from hub.scheduler import Scheduler
+from hub.store.sqlite import SqliteStore
+
+
+async def populate(store: SqliteStore, agents: int, events: int, account: str) -> list[Agent]:
+    """``agents`` agents on ``account`` with ``events`` manual appointments each, in one
+    transaction with the store's batched writes."""
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    made = []
+    async with store.transaction("api") as tx:
+        for a in range(agents):
+            agent = Agent(
+                id=f"agent{a:03d}", name=f"Agent {a}", email=f"agent{a:03d}@contoso.example",
+                account=account, colour="#3a87ad",
+            )  # fmt: skip
+            made.append(await tx.put_agent(agent))
+            starts = [
+                today + timedelta(days=1 + i % 50, hours=8 + (i // 50) % 9) for i in range(events)
+            ]
+            await tx.put_appointments(
+                [
+                    Appointment(
+                        id=f"{agent.id}-{i}", agent_id=agent.id, kind=Kind.MANUAL,
+                        start=start, end=start + timedelta(minutes=45), subject=f"Visit {i}",
+                    )
+                    for i, start in enumerate(starts)
+                ]
+            )  # fmt: skip
+    return made
+
+
+async def move_some(store: SqliteStore, agents: list[Agent], per_agent: int) -> int:
+    """Move ``per_agent`` appointments of every agent by an hour; how many moved."""
+    ids = [f"{agent.id}-{i * 37}" for agent in agents for i in range(per_agent)]
+    shift = timedelta(hours=1)
+    async with store.transaction("api") as tx:
+        found = await tx.get_appointments(ids)  # one query, not one per appointment
+        assert len(found) == len(ids)
+        await tx.put_appointments(
+            [appt.evolve(start=appt.start + shift, end=appt.end + shift) for appt in found.values()]
+        )
+    return len(found)
+
+
+class PassMeter:
+    """Measures one scheduler pass per phase; ``counters()`` reads the fake's request count."""
+
+    def __init__(self, bench: str, agents: int, counters: Callable[[], dict[str, Any]]) -> None:
+        self.bench, self.agents, self.counters = bench, agents, counters
+
+    async def measure(
+        self, scheduler: Scheduler, phase: str, events: int, changed: int
+    ) -> tuple[PhaseResult, dict[str, Any]]:
+        before = self.counters()
+        with Meter() as meter:
+            results = await scheduler.run_once()
+        after = self.counters()
+        bad = {a: (r.result, r.error) for a, r in results.items() if r.result != "ok"}
+        if bad:
+            raise SystemExit(f"{phase}: passes did not end ok: {list(bad.items())[:3]}")
+        requests = after["requests"] - before["requests"]
+        result = PhaseResult(
+            self.bench, phase, self.agents, events, meter.wall_s, meter.cpu_s, peak_rss_mb(),
+            requests, changed,
+        )  # fmt: skip
+        return result, after
