@@ -348,18 +348,20 @@ class EwsAdapter:
 
     def calendar_view(
         self, mailbox: str, calendar: str, start: datetime, end: datetime
-    ) -> list[tuple[ItemRef, str | None]]:
+    ) -> list[tuple[ItemRef, str]]:
         """FindItem with a CalendarView: every single item and expanded occurrence overlapping
-        [start, end), with its UID (to group a series)."""
+        [start, end), with its CalendarItemType. Only properties FindItem returns itself are
+        asked for: a "complex" one (UID, Body) makes exchangelib GetItem every item again."""
         folder = self.folder(mailbox, calendar)
 
-        def run() -> list[tuple[ItemRef, str | None]]:
+        def run() -> list[tuple[ItemRef, str]]:
             view = folder.view(start=_ews_datetime(start), end=_ews_datetime(end))
-            return [
-                (ItemRef(item.id, item.changekey), item.uid)
-                for item in view.only("id", "changekey", "uid")
-                if not isinstance(item, Exception)
-            ]
+            found = []
+            for item in view.only("id", "changekey", "type"):
+                if isinstance(item, Exception):
+                    raise item
+                found.append((ItemRef(item.id, item.changekey), item.type or "Single"))
+            return found
 
         return _call(run)
 
@@ -386,19 +388,19 @@ class EwsAdapter:
 
         return _call(run)
 
-    def find_hub_ids(
-        self, mailbox: str, calendar: str, hub_ids: Sequence[str]
-    ) -> list[tuple[ItemRef, str]]:
-        """FindItem with a restriction on the hub-id property: (ref, hub id) of each match."""
+    def find_hub_ids(self, mailbox: str, calendar: str, hub_ids: Sequence[str]) -> list[ItemRef]:
+        """FindItem with a restriction on the hub-id property: the items carrying one of them."""
         folder = self.folder(mailbox, calendar)
 
-        def run() -> list[tuple[ItemRef, str]]:
+        def run() -> list[ItemRef]:
             query = folder.filter(**{f"{HUB_ID_FIELD}__in": list(hub_ids)})
             found = []
-            for item in query.only("id", "changekey", HUB_ID_FIELD):
+            # Ids only: the tag itself comes with the GetItem that follows (exchangelib would
+            # GetItem for it, the extended property being a "complex" field).
+            for item in query.only("id", "changekey"):
                 if isinstance(item, Exception):
                     raise item
-                found.append((ItemRef(item.id, item.changekey), getattr(item, HUB_ID_FIELD)))
+                found.append(ItemRef(item.id, item.changekey))
             return found
 
         return _call(run)

@@ -240,7 +240,7 @@ class EwsProvider(Provider):
         )
         result = FetchResult(cursor=changes.state, full=True)
         items = await self._get_many(cal, [ref.item_id for ref, _ in listed])
-        for (ref, _uid), got in zip(listed, items, strict=True):
+        for (ref, _kind), got in zip(listed, items, strict=True):
             self._take(result, window, ref.item_id, got, listing=True)
         return result
 
@@ -292,9 +292,10 @@ class EwsProvider(Provider):
             window.start,
             window.end,
         )
-        ids = [ref.item_id for ref, uid in listed if uid and uid == master.uid]
+        ids = [ref.item_id for ref, kind in listed if kind in _SERIES]
         for item_id, got in zip(ids, await self._get_many(cal, ids), strict=True):
-            self._take(result, window, item_id, got, listing=False)
+            if isinstance(got, EwsItem) and got.uid == master.uid:
+                self._take(result, window, item_id, got, listing=False)
 
     def _take(
         self,
@@ -351,24 +352,24 @@ class EwsProvider(Provider):
             "find", cal, self.adapter.find_hub_ids, mailbox, cal.calendar, list(hub_ids)
         )
         wanted = set(hub_ids)
-        matches = [(ref, hub_id) for ref, hub_id in matches if hub_id in wanted]
         found: dict[str, RemoteEvent] = {}
-        items = await self._get_many(cal, [ref.item_id for ref, _ in matches])
-        for (_ref, hub_id), got in zip(matches, items, strict=True):
-            if isinstance(got, EwsItem) and got.hub_id == hub_id:
-                found.setdefault(hub_id, remote_event(got, _series(got)))
+        for got in await self._get_many(cal, [ref.item_id for ref in matches]):
+            if isinstance(got, EwsItem) and got.hub_id in wanted:
+                found.setdefault(got.hub_id, remote_event(got, _series(got)))
         return found
 
     # ------------------------------------------------------------------ writes
 
     async def _creates(self, cal: CalendarRef, items: Sequence[PushItem]) -> list[PushOutcome]:
         mailbox = _mailbox(cal)
-        # Idempotent per hub id: a create retried after a crash links to the first one.
-        existing = await self._find(cal, [item.hub_id for item in items if item.replaces is None])
+        # Idempotent per hub id: a create retried after a crash links to the first one. A
+        # restore (``replaces``) may look too: the deleted item is in Deleted Items, never in
+        # the calendar folder the restriction searches.
+        existing = await self._find(cal, [item.hub_id for item in items])
         outcomes: list[PushOutcome | None] = [None] * len(items)
         todo: list[tuple[int, PushItem]] = []
         for i, item in enumerate(items):
-            event = existing.get(item.hub_id) if item.replaces is None else None
+            event = existing.get(item.hub_id)
             if event is not None:
                 outcomes[i] = PushResult(item.hub_id, event.remote_id, event.version, event.data)
             else:

@@ -136,3 +136,17 @@ async def test_the_admin_api_answers_while_an_ews_call_is_held_open(
             assert not results  # the EWS call is still open
             fake.release()
     assert results and results[0].full
+
+
+async def test_a_full_listing_is_one_sync_one_calendar_view_and_chunked_get_items(
+    provider: EwsProvider, fake: EwsFake, cal: CalendarRef
+) -> None:
+    for h in range(60):
+        fake.owner_create(
+            MAILBOXES[0], f"E{h}", NOW + timedelta(hours=h), NOW + timedelta(hours=h, minutes=30)
+        )
+    listed = await provider.fetch(cal, WINDOW, None)
+    assert len(listed.changed) == 60
+    ops = {op: n for (mb, op), n in fake.ops.items() if mb == MAILBOXES[0]}
+    # GetFolder once per agent (then cached); GetItem in chunks of 50.
+    assert ops == {"GetFolder": 1, "SyncFolderItems": 1, "FindItem": 1, "GetItem": 2}

@@ -246,6 +246,7 @@ class FakeItem:
     version: int = 0
     series_count: int = 0  # > 0: a RecurringMaster repeating daily this many times
     attendees: int = 0
+    corrupt: bool = False  # GetItem answers ErrorItemCorrupt (a damaged item in the store)
 
     @property
     def change_key(self) -> str:
@@ -875,6 +876,8 @@ class EwsFake:
         for ref in _elements(_only(op, "ItemIds", M)):
             try:
                 entry = self._item_ref(mb, ref)
+                if isinstance(entry, FakeItem) and entry.corrupt:
+                    raise ItemError("ErrorItemCorrupt", "The item is corrupt.")
             except ItemError as err:
                 out.append(_error_message("GetItem", err))
                 continue
@@ -1608,6 +1611,13 @@ class OwnerBackdoor:
 
     async def expire_cursor(self, cal: Any) -> None:
         self.fake.expire_sync_states(cal.mailbox)
+
+    async def create_unreadable(self, cal: Any, start: datetime) -> str:
+        item_id = self.fake.owner_create(
+            cal.mailbox, "Damaged", start, start + timedelta(hours=1), folder=cal.calendar
+        )
+        self.fake.mailbox(cal.mailbox).items[item_id].corrupt = True
+        return item_id
 
     async def request_count(self) -> int:
         return self.fake.requests
