@@ -18,13 +18,19 @@ Each agent also has a change counter, :meth:`Store.get_hub_seq`, that the store 
 transaction of every change that concerns the agent's calendar: its appointments, their
 approvals and requests, the agent record, and its sync status rows. The sync engine skips
 reading an unchanged calendar when the counter still has the value its last clean pass saw.
+
+Commit hooks added with :meth:`Store.add_commit_hook` run inside every transaction, after its
+body and before its commit, with the transaction itself: they see its
+:meth:`Tx.appointment_changes` and may write through it (the e-mail copies go to the outbox
+in the same transaction as the change). A hook that raises rolls the whole transaction back.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Self
 
@@ -39,8 +45,18 @@ from hub.model import (
     Request,
     SyncStatus,
 )
+from hub.store.outbox import OutboxReads, OutboxWrites
 
 ChangeListener = Callable[[str, frozenset[str]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class AppointmentChange:
+    """One appointment as it was when a transaction began and as it is now (None: it did not
+    exist, or was purged)."""
+
+    before: Appointment | None
+    after: Appointment | None
 
 
 class StoreError(Exception):
@@ -60,10 +76,15 @@ class ConstraintError(StoreError, ValueError):
     (an appointment for an unknown agent, a feed token already in use); nothing was written."""
 
 
-class Tx(ABC):
+class Tx(OutboxWrites, ABC):
     """Write operations inside one transaction (BEGIN IMMEDIATE in SQLite)."""
 
     origin: str
+
+    @abstractmethod
+    def appointment_changes(self) -> list[AppointmentChange]:
+        """The appointments this transaction inserted, changed, deleted or purged so far,
+        one entry per appointment, in the order they were first written."""
 
     # agents ------------------------------------------------------------------------------
     @abstractmethod
@@ -190,7 +211,10 @@ class Tx(ABC):
     async def get_calendar_state(self, agent_id: str) -> CalendarState | None: ...
 
 
-class Store(ABC):
+CommitHook = Callable[[Tx], Awaitable[None]]
+
+
+class Store(OutboxReads, ABC):
     """Reads, transactions and lifecycle of one hub database."""
 
     @abstractmethod
@@ -208,6 +232,10 @@ class Store(ABC):
     def add_listener(self, listener: ChangeListener) -> None:
         """Call ``listener(origin, agent_ids)`` after each commit that changed calendars
         (appointments, or agents); a listener's exception is logged, not raised."""
+
+    @abstractmethod
+    def add_commit_hook(self, hook: CommitHook) -> None:
+        """Run ``await hook(tx)`` in every transaction just before it commits."""
 
     @abstractmethod
     async def schema_version(self) -> int: ...
@@ -298,4 +326,12 @@ class Store(ABC):
         await self.close()
 
 
-__all__ = ["ChangeListener", "ConstraintError", "Store", "StoreError", "Tx"]
+__all__ = [
+    "AppointmentChange",
+    "ChangeListener",
+    "CommitHook",
+    "ConstraintError",
+    "Store",
+    "StoreError",
+    "Tx",
+]

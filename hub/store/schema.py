@@ -219,7 +219,49 @@ RETENTION_INDEXES = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (INITIAL_SCHEMA, LOOKUP_INDEXES, HUB_SEQ, RETENTION_INDEXES)
+OUTBOX = Migration(
+    5,
+    "e-mail outbox (appointment copies, alerts) and the attention state last alerted",
+    (
+        # No foreign keys: a message outlives the appointment or agent it is about (a
+        # cancellation copy is sent after the tombstone was purged).
+        """CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL,
+            recipient TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            text TEXT NOT NULL,
+            html TEXT NOT NULL,
+            ics TEXT NOT NULL DEFAULT '',
+            message_id TEXT NOT NULL UNIQUE,
+            appointment_id TEXT,
+            agent_id TEXT,
+            state TEXT NOT NULL DEFAULT 'pending',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT NOT NULL DEFAULT '',
+            not_before TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            sent_at TEXT
+        )""",
+        "CREATE INDEX outbox_due ON outbox (state, not_before)",
+        "CREATE INDEX outbox_appointment ON outbox (appointment_id, recipient)",
+        """CREATE TABLE attention_marks (
+            subject TEXT PRIMARY KEY,
+            needs_attention INTEGER NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            changed_at TEXT NOT NULL
+        )""",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    INITIAL_SCHEMA,
+    LOOKUP_INDEXES,
+    HUB_SEQ,
+    RETENTION_INDEXES,
+    OUTBOX,
+)
 CURRENT_VERSION = MIGRATIONS[-1].version
 
 

@@ -28,7 +28,7 @@ import os
 import sqlite3
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -50,7 +50,9 @@ from hub.model import (
 )
 from hub.store import codec
 from hub.store.base import (
+    AppointmentChange,
     ChangeListener,
+    CommitHook,
     ConstraintError,
     Store,
     StoreError,
@@ -58,6 +60,7 @@ from hub.store.base import (
     Tx,
 )
 from hub.store.schema import migrate, user_version
+from hub.store.sqlite_outbox import OutboxQueries, OutboxTxWrites
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +125,7 @@ _STATUS_UPSERT = _upsert_sql(
 _CALENDAR_STATE_UPSERT = _upsert_sql("calendar_state", codec.CALENDAR_STATE_COLUMNS, ("agent_id",))
 
 
-class _Queries(ABC):
+class _Queries(OutboxQueries, ABC):
     """The read side, shared by the store (reader connection) and a transaction (writer)."""
 
     @abstractmethod
@@ -277,7 +280,7 @@ class _Queries(ABC):
         return await self._rows(f"SELECT * FROM {table}{where} ORDER BY {seq} DESC LIMIT ?", params)
 
 
-class SqliteTx(_Queries, Tx):
+class SqliteTx(_Queries, OutboxTxWrites, Tx):
     """One write transaction on the writer connection; valid only inside its ``async with``.
 
     Every call into aiosqlite is a round trip to its thread, and those dominate a sync pass:
@@ -295,6 +298,22 @@ class SqliteTx(_Queries, Tx):
         self._known_agents: set[str] = set()
         self._audits: list[tuple[Any, ...]] = []
         self._statuses: list[dict[str, Any]] = []
+        # appointment id -> [row before the transaction, row now]; None: absent or purged
+        self._changes: dict[str, list[Mapping[str, Any] | None]] = {}
+
+    def _changed(self, appointment_id: str, old: Mapping[str, Any] | None, new: Any) -> None:
+        entry = self._changes.setdefault(appointment_id, [old, None])
+        entry[1] = new
+
+    def appointment_changes(self) -> list[AppointmentChange]:
+        return [
+            AppointmentChange(
+                None if before is None else codec.appointment_from_row(before),
+                None if after is None else codec.appointment_from_row(after),
+            )
+            for before, after in self._changes.values()
+            if before is not None or after is not None  # made and purged in this transaction
+        ]
 
     def _conn(self) -> aiosqlite.Connection:
         if self._db is None:
@@ -417,6 +436,7 @@ class SqliteTx(_Queries, Tx):
                 "SELECT * FROM appointments WHERE id IN ({})", [r["id"] for r in rows]
             )
         }
+        current_before = dict(current)
         inserts: list[dict[str, Any]] = []
         updates: list[tuple[dict[str, Any], str, list[str]]] = []  # row, action, changed
         stored: list[dict[str, Any]] = []
@@ -450,6 +470,7 @@ class SqliteTx(_Queries, Tx):
         for row in inserts:
             self._inserted(row)
         for row, action, changed in updates:
+            self._changed(row["id"], current_before.get(row["id"]), row)
             self._write_audit(
                 "appointment", row["id"], action, changed=changed, version=row["version"]
             )
@@ -464,6 +485,7 @@ class SqliteTx(_Queries, Tx):
         row["origin"] = self.origin
 
     def _inserted(self, row: dict[str, Any]) -> None:
+        self._changed(row["id"], None, row)
         detail = {k: row[k] for k in ("agent_id", "kind", "start", "end")}
         self._write_audit("appointment", row["id"], "create", **detail)
         self.changed_agents.add(row["agent_id"])
@@ -476,14 +498,13 @@ class SqliteTx(_Queries, Tx):
         return (await self.put_appointments([appt.evolve(deleted=True)]))[0]
 
     async def purge_appointment(self, appointment_id: str) -> None:
-        old = await self._one(
-            "SELECT agent_id, deleted FROM appointments WHERE id = ?", (appointment_id,)
-        )
+        old = await self._one("SELECT * FROM appointments WHERE id = ?", (appointment_id,))
         await self._write_statuses()
         await self._run("DELETE FROM sync_status WHERE appointment_id = ?", (appointment_id,))
         if old is None:
             return
         await self._run("DELETE FROM appointments WHERE id = ?", (appointment_id,))
+        self._changed(appointment_id, dict(old), None)
         self._write_audit("appointment", appointment_id, "purge")
         if not old["deleted"]:
             # Purging a tombstone only forgets what sync already carried out; purging a live
@@ -640,6 +661,7 @@ class SqliteStore(_Queries, Store):
         self._write_lock = asyncio.Lock()
         self._tx_task: asyncio.Task[Any] | None = None
         self._listeners: list[ChangeListener] = []
+        self._commit_hooks: list[CommitHook] = []
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
 
     def __repr__(self) -> str:
@@ -771,6 +793,8 @@ class SqliteStore(_Queries, Store):
                         f"{self.path}: cannot start a write transaction: {exc}"
                     ) from exc
                 yield tx
+                for hook in self._commit_hooks:
+                    await hook(tx)
                 await tx._flush()
                 with anyio.CancelScope(shield=True):
                     await db.commit()
@@ -790,6 +814,9 @@ class SqliteStore(_Queries, Store):
 
     def add_listener(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
+
+    def add_commit_hook(self, hook: CommitHook) -> None:
+        self._commit_hooks.append(hook)
 
     def _notify(self, origin: str, agent_ids: frozenset[str]) -> None:
         if not agent_ids:
