@@ -56,7 +56,9 @@ def _value(moment: datetime | date) -> datetime | date:
     return as_utc(moment) if isinstance(moment, datetime) else moment
 
 
-def _event(appt: Appointment, data: EventData, now: datetime) -> Event:
+def appointment_event(appt: Appointment, data: EventData, now: datetime) -> Event:
+    """The VEVENT of one appointment (also the e-mail copies' attachment): stable UID,
+    SEQUENCE = version, never an ATTENDEE or ORGANIZER (no invitation, no RSVP)."""
     event = Event()
     event.add("uid", uid(appt.id))
     event.add("dtstamp", now)
@@ -104,8 +106,8 @@ def build_feed(
         cal.add("x-apple-calendar-color", agent.colour)
     for appt, data in entries:
         if not appt.deleted:
-            cal.add_component(_event(appt, data, stamp))
+            cal.add_component(appointment_event(appt, data, stamp))
     return cal.to_ical()
 
 
-__all__ = ["FEED_MIN_DAYS_PAST", "PRODID", "build_feed", "feed_start", "uid"]
+__all__ = ["FEED_MIN_DAYS_PAST", "PRODID", "appointment_event", "build_feed", "feed_start", "uid"]

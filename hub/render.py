@@ -1,7 +1,9 @@
 """Rendering: the subject and body templates, and the external event of a hub appointment.
 
 Templates are a tiny language of our own: ``{field}`` substitutes one of :data:`FIELDS`,
-``{{`` and ``}}`` are literal braces, and nothing else is special. User templates never go
+``{{`` and ``}}`` are literal braces, and nothing else is special. Where a caller allows it
+(the e-mail subject), a time field may carry a strftime format: ``{start:%a %d %b %H:%M}``;
+only the directives of :data:`TIME_DIRECTIVES` are accepted. User templates never go
 through :meth:`str.format`, so ``{x.__class__}``, ``{0}`` or ``{note!r:>10}`` are template
 errors (reported by :func:`check_template` at config load), not a way into Python objects.
 
@@ -56,9 +58,17 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _EMPTY_ID_PREFIX = re.compile(r"\[#\]\s*")
 
 
+# strftime directives a formatted time field may use (locale-free or the C locale's names).
+TIME_DIRECTIVES = frozenset("aAbBdeHIjmMpSuVwyYzZGg%")
+_TIME_ONLY_DIRECTIVE = re.compile(r"[\s,:.-]*%[HIMSpzZ]")
+FORMATTABLE = frozenset({"start", "end", "date"})
+ALL_DAY_SUFFIX = " (all day)"
+
+
 @dataclass(frozen=True, slots=True)
 class _Field:
     name: str
+    spec: str = ""  # a strftime format, where the template allows one
 
 
 _Piece = str | _Field
@@ -67,7 +77,9 @@ _Piece = str | _Field
 # A bounded memo of a pure function: a sync pass renders thousands of events with the same
 # two templates, and parsing them again each time was half the cost of rendering.
 @functools.lru_cache(maxsize=64)
-def _parse(template: str) -> tuple[tuple[_Piece, ...], tuple[str, ...]]:
+def _parse(
+    template: str, fields: frozenset[str] | None = None, formats: bool = False
+) -> tuple[tuple[_Piece, ...], tuple[str, ...]]:
     """Split a template into literal text and fields, collecting every problem.
 
     A malformed part is kept as literal text, so rendering an unchecked template still
@@ -100,7 +112,12 @@ def _parse(template: str) -> tuple[tuple[_Piece, ...], tuple[str, ...]]:
             i += 1
             continue
         inner = template[i + 1 : close]
-        problem = _field_problem(inner)
+        name, spec = inner, None
+        if formats and ":" in inner and inner.partition(":")[0] in FORMATTABLE:
+            name, _, spec = inner.partition(":")
+        problem = _field_problem(name, fields)
+        if problem is None and spec is not None:
+            problem = _spec_problem(name, spec)
         if problem:
             problems.append(problem)
             literal.append(template[i : close + 1])
@@ -108,15 +125,26 @@ def _parse(template: str) -> tuple[tuple[_Piece, ...], tuple[str, ...]]:
             if literal:
                 pieces.append("".join(literal))
                 literal = []
-            pieces.append(_Field(inner))
+            pieces.append(_Field(name, spec or ""))
         i = close + 1
     if literal:
         pieces.append("".join(literal))
     return tuple(pieces), tuple(problems)
 
 
-def _field_problem(inner: str) -> str | None:
-    known = ", ".join(FIELDS)
+def _spec_problem(name: str, spec: str) -> str | None:
+    directives = re.findall(r"%(.?)", spec.replace("%%", ""))
+    bad = sorted({d for d in directives if d not in TIME_DIRECTIVES})
+    if not directives or bad:
+        allowed = " ".join(f"%{d}" for d in sorted(TIME_DIRECTIVES - {"%"}))
+        what = f"unsupported directive {', '.join('%' + d for d in bad)}" if bad else "no %"
+        return f"'{{{name}:{spec}}}': {what} in the time format; allowed: {allowed}"
+    return None
+
+
+def _field_problem(inner: str, fields: frozenset[str] | None = None) -> str | None:
+    names = FIELDS.keys() if fields is None else fields
+    known = ", ".join(n for n in (*FIELDS, *sorted(names - FIELDS.keys())) if n in names)
     if not inner:
         return "empty field '{}': name a field"
     name = _IDENTIFIER.match(inner)
@@ -129,14 +157,19 @@ def _field_problem(inner: str) -> str | None:
                 f"supported; {hint}"
             )
         return f"'{{{inner}}}' is not a field name; known fields: {known}"
-    if inner not in FIELDS:
+    if inner not in names:
         return f"unknown field '{inner}'; known fields: {known}"
     return None
 
 
-def check_template(template: str) -> list[str]:
-    """The problems of ``template`` (unknown field, unbalanced brace, unsupported syntax)."""
-    return list(_parse(template)[1])
+def check_template(
+    template: str, fields: frozenset[str] | None = None, *, formats: bool = False
+) -> list[str]:
+    """The problems of ``template`` (unknown field, unbalanced brace, unsupported syntax).
+
+    ``fields`` replaces :data:`FIELDS` as the known names; ``formats`` allows a strftime
+    format on the time fields (``{start:%H:%M}``)."""
+    return list(_parse(template, fields, formats)[1])
 
 
 def template_fields(template: str) -> frozenset[str]:
@@ -144,10 +177,49 @@ def template_fields(template: str) -> frozenset[str]:
     return frozenset(p.name for p in _parse(template)[0] if isinstance(p, _Field))
 
 
-def render_template(template: str, values: Mapping[str, str]) -> str:
-    """Substitute ``values`` into ``template``; a field without a value renders empty."""
-    pieces, _ = _parse(template)
-    return "".join(p if isinstance(p, str) else values.get(p.name, "") for p in pieces)
+def _formatted(value: datetime | date, spec: str) -> str:
+    if isinstance(value, datetime):
+        return value.strftime(spec)
+    # An all-day entry has no time of day: show its date, never a made-up 00:00.
+    day_only = _TIME_ONLY_DIRECTIVE.sub("", spec).strip()
+    return (value.strftime(day_only) if day_only else value.isoformat()) + ALL_DAY_SUFFIX
+
+
+def render_template(
+    template: str,
+    values: Mapping[str, str],
+    times: Mapping[str, datetime | date] | None = None,
+    *,
+    fields: frozenset[str] | None = None,
+    formats: bool = False,
+) -> str:
+    """Substitute ``values`` into ``template``; a field without a value renders empty.
+
+    A formatted time field (``formats``) takes its value from ``times`` (see
+    :func:`local_times`); ``fields`` as for :func:`check_template`."""
+    pieces, _ = _parse(template, fields, formats)
+    out: list[str] = []
+    for piece in pieces:
+        if isinstance(piece, str):
+            out.append(piece)
+        elif piece.spec and times is not None and piece.name in times:
+            out.append(_formatted(times[piece.name], piece.spec))
+        else:
+            out.append(values.get(piece.name, ""))
+    return "".join(out)
+
+
+def local_times(
+    start: datetime | date, end: datetime | date, settings: HubSettings
+) -> dict[str, datetime | date]:
+    """``start``, ``end`` (all-day: the last day, inclusive) and ``date`` in the hub's zone,
+    for formatted time fields."""
+    zone = hub_zone(settings)
+    if isinstance(start, datetime) and isinstance(end, datetime):
+        first = _local(start, zone)
+        return {"start": first, "end": _local(end, zone), "date": first}
+    last = end - timedelta(days=1) if end > start else end  # type: ignore[operator]
+    return {"start": start, "end": last, "date": start}
 
 
 def hub_zone(settings: HubSettings) -> tzinfo | None:
