@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from hub.durations import parse_duration
+from hub.mail.settings import AGENT_EMAIL_KEYS, EmailSettings, check_agent_copies, read_email
 from hub.model import Agent, ConflictPolicy, Policy, RemoteDelete, is_colour
 from hub.render import check_template
 from hub.spec import AccountConfig, Option, ProviderRegistry
@@ -104,6 +105,7 @@ class Config:
     # The keys each [[agents]] entry sets, by agent id: only those override what the API
     # stored for that agent (an unset key is not a reset).
     agent_keys: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    email: EmailSettings | None = None  # [email]: None when the section is absent
 
 
 # --------------------------------------------------------------------------- loading
@@ -507,6 +509,7 @@ def _agents(
             colour=t.take("colour", _colour, None),
             source="config",
         )
+        t.seen.update(AGENT_EMAIL_KEYS)  # read by hub.mail.settings with [email]
         t.unknown(AGENT_KEYS)
         if not agent_id:
             continue
@@ -569,9 +572,23 @@ def load_config(
             accounts[name] = account
     root.seen.add("agents")
     agents, agent_keys = _agents(root.data.get("agents", []), accounts, refused, problems)
-    root.unknown(["hub", "admin", "accounts", "agents"])
+    email = None
+    if root.has("email"):
+        password = Option("password", secret=True)
+        email = read_email(
+            root.table("email"), root.data.get("agents"), lambda t: _secret(t, password, env)
+        )
+    else:
+        check_agent_copies(root.data.get("agents"), problems)
+    root.unknown(["hub", "admin", "accounts", "agents", "email"])
     if problems:
         raise ConfigError(problems)
     return Config(
-        hub=hub, admin=admin, accounts=accounts, agents=agents, path=path, agent_keys=agent_keys
+        hub=hub,
+        admin=admin,
+        accounts=accounts,
+        agents=agents,
+        path=path,
+        agent_keys=agent_keys,
+        email=email,
     )

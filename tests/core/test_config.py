@@ -306,7 +306,7 @@ name = "No id"
         "create_appointments, import_external, colour",
         "agents[1].id: duplicate agent id 'alice' (also agents[0])",
         "agents[2].id: required",
-        "colour: unknown key; known keys: hub, admin, accounts, agents",
+        "colour: unknown key; known keys: hub, admin, accounts, agents, email",
     ]
 
 
