@@ -24,6 +24,8 @@ from hub import __version__
 from hub.boundary import GuardedProvider
 from hub.config import Config, ConfigError, load_config
 from hub.housekeeping import prune_history
+from hub.mail.check import check_email
+from hub.mail.service import MailService
 from hub.metrics import Metrics
 from hub.model import Agent, PassResult
 from hub.plugins import Plugins, load_plugins
@@ -65,9 +67,14 @@ def _parser() -> argparse.ArgumentParser:
     sync.add_argument("--agent", metavar="ID", action="append", help="only this agent (repeat)")
     commands.add_parser("providers", help="list the provider plugins and what they support")
     check = with_config(commands.add_parser("check", help="test the connection of an account"))
-    check.add_argument("account", metavar="ACCOUNT", help="an [accounts.NAME] of the config")
+    check.add_argument(
+        "account", metavar="ACCOUNT", help="an [accounts.NAME] of the config, or 'email'"
+    )
     check.add_argument(
         "--write", action="store_true", help="also create and delete a probe event per calendar"
+    )
+    check.add_argument(
+        "--send", metavar="ADDRESS", help="check email: also send one test message to ADDRESS"
     )
     return parser
 
@@ -155,10 +162,22 @@ async def cmd_sync(config: Config, plugins: Plugins, agent_ids: list[str] | None
     async with open_store(config.hub.database) as store:
         await upsert_config_agents(store, config)
         _check_agents({agent.id for agent in await store.list_agents()}, agent_ids)
+        # With [email], the pass's changes write copies and alerts, and what is due is sent
+        # before exiting (a copy still in its debounce goes with the next run or `serve`).
+        mail = MailService(store, config) if config.email is not None else None
+        if mail is not None:
+            mail.install()
         async with Scheduler(
-            store, config, plugins.registry, Metrics(), background=False
+            store,
+            config,
+            plugins.registry,
+            Metrics(),
+            background=False,
+            observers=mail.observers if mail is not None else (),
         ) as scheduler:
             results = await scheduler.run_once(agent_ids)
+        if mail is not None:
+            await mail.sender.send_due()
         if not any(r.error and r.error.startswith("database: ") for r in results.values()):
             await prune_history(store, config.hub)  # else it would fail the same way
     return _report(results)
@@ -234,6 +253,16 @@ async def cmd_check(config: Config, plugins: Plugins, name: str, write: bool) ->
     return 0 if all(item.ok for item in items) else 1
 
 
+async def cmd_check_email(config: Config, send_to: str | None) -> int:
+    """``calhub check email [--send ADDRESS]``: see :mod:`hub.mail.check`."""
+    if config.email is None:
+        raise UsageError("check email: the configuration has no [email] section")
+    items = await check_email(config.email, send_to)
+    for item in items:
+        _print_check(item)
+    return 0 if all(item.ok for item in items) else 1
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -258,6 +287,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(serve(config, plugins.registry, announce=_announce))
         if args.command == "sync":
             return asyncio.run(cmd_sync(config, plugins, args.agent))
+        if args.account == "email" and "email" not in config.accounts:
+            return asyncio.run(cmd_check_email(config, args.send))
+        if args.send is not None:
+            raise UsageError("--send: only with `calhub check email`")
         return asyncio.run(cmd_check(config, plugins, args.account, args.write))
     except ConfigError as exc:
         return _fail(exc.problems)

@@ -240,6 +240,9 @@ class PassResult:
     requests: int = 0
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # needs-attention: "account" when the whole account is refused (one alert for all its
+    # agents), "agent" when only this agent's mailbox or calendar is
+    scope: str = ""
 
     @property
     def ok(self) -> bool:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -42,6 +42,8 @@ from hub.store.base import Store, StoreError
 from hub.sync import AgentSync
 
 log = logging.getLogger(__name__)
+
+PassObserver = Callable[[PassResult], Awaitable[None]]  # e.g. hub.mail.alerts
 
 DEBOUNCE_S = 0.3  # a trigger waits this long for more changes before its pass starts
 JITTER = 0.1  # each interval is stretched or shrunk by up to this fraction
@@ -67,6 +69,7 @@ class Scheduler:
         debounce: float = DEBOUNCE_S,
         start_spread: float | None = None,
         stop_timeout: float = 30.0,
+        observers: Sequence[PassObserver] = (),
     ) -> None:
         self.store = store
         self.config = config
@@ -84,6 +87,7 @@ class Scheduler:
             min(self.interval, MAX_START_SPREAD_S) if start_spread is None else start_spread
         )
         self.stop_timeout = stop_timeout
+        self.observers = tuple(observers)
         self._limiter = anyio.CapacityLimiter(max(1, config.hub.max_concurrent_syncs))
         self._providers: dict[str, GuardedProvider] = {}
         self._provider_locks: dict[str, anyio.Lock] = {}
@@ -247,6 +251,7 @@ class Scheduler:
                 self._gauges()
         self._last[agent_id] = result
         self._gauges()
+        await self._observe(result)
         # Only a finished pass changes it: counted once per pass, not with every queue change.
         self.metrics.attention.set(
             sum(1 for r in self._last.values() if r.result == "needs-attention")
@@ -295,6 +300,13 @@ class Scheduler:
                 agent_id, agent.account, "failed", error=f"internal error: {type(exc).__name__}"
             )
 
+    async def _observe(self, result: PassResult) -> None:
+        for observer in self.observers:
+            try:
+                await observer(result)
+            except Exception:  # an alert that cannot be written must not fail the pass
+                log.exception("pass observer %r failed for %s", observer, result.agent_id)
+
     def _attention(self, agent: Agent, reason: str) -> PassResult:
         log.warning("agent %s needs attention: %s", agent.id, reason)
         self.metrics.sync_pass(agent.account or "", "needs-attention", 0.0, "account")
@@ -306,6 +318,7 @@ class Scheduler:
             error=reason,
             started_at=now,
             finished_at=now,
+            scope="account",
         )
 
     def _gauges(self) -> None:
@@ -375,4 +388,4 @@ class Scheduler:
             self._wake.set()
 
 
-__all__ = ["Scheduler"]
+__all__ = ["PassObserver", "Scheduler"]

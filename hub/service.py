@@ -1,10 +1,12 @@
 """``calhub serve``: the admin endpoint and the sync scheduler in one long-running process.
 
 Start-up order: refuse an unsafe listen address, open the store, bring the ``[[agents]]`` of
-the config in, start housekeeping (:mod:`hub.housekeeping`, daily), the scheduler, then the
-HTTP site. SIGINT/SIGTERM stop in the reverse order: the site stops accepting and finishes the
-requests in flight, the scheduler finishes the passes in flight (they persist their results),
-housekeeping is cancelled (a prune in flight rolls back), and the store is closed.
+the config in, start housekeeping (:mod:`hub.housekeeping`, daily), e-mail (with ``[email]``:
+:mod:`hub.mail.service`), the scheduler, then the HTTP site. SIGINT/SIGTERM stop in the
+reverse order: the site stops accepting and finishes the requests in flight, the scheduler
+finishes the passes in flight (they persist their results), the outbox sender finishes the
+message in flight, housekeeping is cancelled (a prune in flight rolls back), and the store is
+closed.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from hub.admin.auth import listen_is_safe, new_feed_token
 from hub.admin.httplog import server_options
 from hub.config import Config, ConfigError
 from hub.housekeeping import run_daily
+from hub.mail.service import MailService
 from hub.metrics import Metrics
 from hub.model import Agent
 from hub.redact import RedactSecrets
@@ -152,12 +155,20 @@ async def serve(
             housekeeping = asyncio.create_task(run_daily(store, config.hub), name="housekeeping")
             stack.push_async_callback(_cancel, housekeeping)  # before the store closes
             metrics = Metrics()
+            mail = None  # no [email]: no copies, no alerts; the outbox stays empty
+            if config.email is not None:
+                mail = await stack.enter_async_context(MailService(store, config))
             scheduler = None  # no accounts: hub calendars and feeds only; /sync answers 409
             if config.accounts:
+                observers = mail.observers if mail is not None else []
                 scheduler = await stack.enter_async_context(
-                    Scheduler(store, config, registry, metrics, background=True)
+                    Scheduler(
+                        store, config, registry, metrics, background=True, observers=observers
+                    )
                 )
-            runner = web.AppRunner(build_app(store, config, metrics, scheduler), **server_options())
+            runner = web.AppRunner(
+                build_app(store, config, metrics, scheduler, mail), **server_options()
+            )
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
             await _start_site(runner, config)

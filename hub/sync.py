@@ -186,9 +186,11 @@ class AgentSync:
         except AuthError as exc:
             result.result, error_kind = "needs-attention", "auth"
             result.error = f"authentication refused: {exc.message}"
+            result.scope = "account" if exc.mailbox is None else "agent"
         except NotFoundError as exc:
             result.result, error_kind = "needs-attention", "not-found"
             result.error = f"calendar not found: {exc.message}"
+            result.scope = "agent"
         except TransientError as exc:
             result.result, error_kind = "failed", "transient"
             result.error = exc.message

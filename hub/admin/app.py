@@ -7,12 +7,13 @@ from collections.abc import AsyncIterator
 import anyio
 from aiohttp import web
 
-from hub.admin import agents, appointments, approvals, feed, meta, sources, syncing
+from hub.admin import agents, appointments, approvals, feed, meta, outbox, sources, syncing
 from hub.admin.auth import auth_middleware
 from hub.admin.context import HUB, AdminContext
 from hub.admin.errors import errors_middleware
 from hub.config import Config
 from hub.control import SyncControl
+from hub.mail.service import MailService
 from hub.metrics import Metrics
 from hub.rules import Rules
 from hub.store.base import Store
@@ -29,10 +30,15 @@ async def _feed_threads(app: web.Application) -> AsyncIterator[None]:
 
 
 def build_app(
-    store: Store, config: Config, metrics: Metrics, control: SyncControl | None
+    store: Store,
+    config: Config,
+    metrics: Metrics,
+    control: SyncControl | None,
+    mail: MailService | None = None,
 ) -> web.Application:
     """The admin application over an opened ``store``; ``control`` is the sync scheduler,
-    or None when no accounts are configured (sync routes then answer 409)."""
+    or None when no accounts are configured (sync routes then answer 409); ``mail`` the
+    e-mail service (None without ``[email]``)."""
     app = web.Application(
         client_max_size=MAX_BODY,
         middlewares=[
@@ -47,8 +53,9 @@ def build_app(
         metrics=metrics,
         control=control,
         rules=Rules(store, config.hub),
+        mail=mail,
     )
     app.cleanup_ctx.append(_feed_threads)
-    for module in (meta, agents, feed, syncing, sources, appointments, approvals):
+    for module in (meta, agents, feed, syncing, sources, appointments, approvals, outbox):
         app.router.add_routes(module.routes)
     return app

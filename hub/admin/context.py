@@ -16,6 +16,7 @@ from hub.admin.validation import identifier
 from hub.admin.views import AppointmentViews
 from hub.config import Config
 from hub.control import SyncControl
+from hub.mail.service import MailService
 from hub.metrics import Metrics
 from hub.model import Agent, Appointment, Request
 from hub.rules import Rules
@@ -36,6 +37,7 @@ class AdminContext:
     control: SyncControl | None
     rules: Rules
     render_limiter: anyio.CapacityLimiter | None = None
+    mail: MailService | None = None  # None without [email]
 
     def views(self) -> AppointmentViews:
         """Fresh appointment views for one HTTP request (their caches must not outlive it)."""
