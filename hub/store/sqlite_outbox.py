@@ -45,8 +45,10 @@ _ATTENTION_UPSERT = (
 
 def message_row(message: OutboxMessage) -> dict[str, Any]:
     row = {c: getattr(message, c) for c in MESSAGE_COLUMNS}
-    for column in ("not_before", "created_at", "updated_at", "sent_at"):
+    for column in ("created_at", "updated_at", "sent_at"):
         row[column] = codec.encode_time(row[column], f"outbox {column}")
+    # Fixed width, so that text order is time order for the "due now" comparison.
+    row["not_before"] = codec.instant_key(message.not_before, "outbox not_before")
     row["id"] = message.id
     return row
 
@@ -105,7 +107,7 @@ class OutboxQueries:
         rows = await self._rows(
             "SELECT * FROM outbox WHERE state = ? AND not_before <= ?"
             " ORDER BY not_before, id LIMIT ?",
-            (PENDING, codec.encode_time(now, "now"), max(0, limit)),
+            (PENDING, codec.instant_key(now, "now"), max(0, limit)),
         )
         return [message_from_row(r) for r in rows]
 

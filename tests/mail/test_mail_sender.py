@@ -181,3 +181,9 @@ async def test_outbox_routes_list_and_retry(hub: MailHub) -> None:
     hub.clock.now = datetime.now(UTC) + timedelta(seconds=1)
     assert await hub.sender.send_due() == 1
     assert len(to(hub.server, "coord@example.com")) == 1
+
+
+async def test_a_message_due_on_a_whole_second_is_due_within_that_second(hub: MailHub) -> None:
+    await hub.rules.book("1", BOOKING)  # not_before: NOW + 30 s, a whole second
+    hub.clock.advance(seconds=30.5)
+    assert await hub.sender.send_due() == 2

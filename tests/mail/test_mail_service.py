@@ -51,7 +51,11 @@ async def test_serve_sends_copies_of_api_changes(tmp_path: Path, starttls: SmtpS
             )
             assert booked.status == 201, await booked.text()
             await wait_for(lambda: len(starttls.received) == 2)
-            outbox = await (await session.get(f"{base}/outbox?state=sent")).json()
+            # The server has them; the sender records each just after the server's reply.
+            outbox: list[dict[str, object]] = []
+            async with asyncio.timeout(10):
+                while len(outbox) < 2:
+                    outbox = await (await session.get(f"{base}/outbox?state=sent")).json()
         assert sorted(m["recipient"] for m in outbox) == ["alice@example.com", "coord@example.com"]
         (copy,) = to(starttls, "alice@example.com")
         assert copy["Subject"].startswith("New appointment: [#77] Swap the router")
