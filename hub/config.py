@@ -93,12 +93,31 @@ class AdminSettings:
         return int(self.listen.rpartition(":")[2])
 
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarSettings:
+    """The ``[calendar]`` table: how the central calendar page shades and slices the week.
+
+    ``working_days`` are weekday names (``mon`` .. ``sun``); ``day_start`` and ``day_end`` are
+    ``HH:MM`` minutes after midnight; ``slot`` is the grid's default slot length.
+    """
+
+    working_days: tuple[str, ...] = WEEKDAYS[:5]
+    day_start: int = 8 * 60
+    day_end: int = 17 * 60
+    slot: timedelta = timedelta(minutes=30)
+    planned_colour: str = "#f0ad4e"
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """The whole validated configuration."""
 
     hub: HubSettings = field(default_factory=HubSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
+    calendar: CalendarSettings = field(default_factory=CalendarSettings)
     accounts: Mapping[str, AccountConfig] = field(default_factory=dict)
     agents: tuple[Agent, ...] = ()  # from [[agents]]; more may be managed through the API
     path: Path | None = None  # None: the embedded default
@@ -378,6 +397,47 @@ def _admin(t: _Table, env: Mapping[str, str]) -> AdminSettings:
     )
 
 
+def _weekdays(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"expected an array of weekday names, got {_describe(value)}")
+    days = tuple(v.lower()[:3] for v in value)
+    bad = [v for v, day in zip(value, days, strict=True) if day not in WEEKDAYS]
+    if bad:
+        raise ValueError(f"{bad[0]!r} is not a weekday (use {', '.join(WEEKDAYS)})")
+    return tuple(day for day in WEEKDAYS if day in days)
+
+
+def _clock_time(value: object) -> int:
+    text = _str(value)
+    match = re.fullmatch(r"([01]?\d|2[0-4]):([0-5]\d)", text)
+    if match is None or int(match[1]) * 60 + int(match[2]) > 24 * 60:
+        raise ValueError(f"expected a time of day as HH:MM, got {text!r}")
+    return int(match[1]) * 60 + int(match[2])
+
+
+def _slot(value: object) -> timedelta:
+    slot = parse_duration(value)
+    minutes = slot.total_seconds() / 60
+    if not 5 <= minutes <= 60 or minutes != int(minutes):
+        raise ValueError(f"must be whole minutes from 5m to 60m, got {value!r}")
+    return slot
+
+
+def _calendar(t: _Table) -> CalendarSettings:
+    d = CalendarSettings()
+    settings = CalendarSettings(
+        working_days=t.take("working_days", _weekdays, d.working_days),
+        day_start=t.take("day_start", _clock_time, d.day_start),
+        day_end=t.take("day_end", _clock_time, d.day_end),
+        slot=t.take("slot", _slot, d.slot),
+        planned_colour=t.take("planned_colour", _colour, d.planned_colour),
+    )
+    if settings.day_end <= settings.day_start:
+        t.problem("day_end", "must be after day_start")
+    t.unknown(sorted(t.seen))
+    return settings
+
+
 def _option_value(option: Option, value: object) -> object:
     if option.type in _TOML_TYPES:
         label = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
@@ -559,6 +619,7 @@ def load_config(
     root = _Table(_read(path), "", problems)
     hub = _hub(root.table("hub"))
     admin = _admin(root.table("admin"), env)
+    calendar = _calendar(root.table("calendar"))
     accounts: dict[str, AccountConfig] = {}
     refused: set[str] = set()
     account_tables = root.table("accounts")
@@ -580,12 +641,13 @@ def load_config(
         )
     else:
         check_agent_copies(root.data.get("agents"), problems)
-    root.unknown(["hub", "admin", "accounts", "agents", "email"])
+    root.unknown(["hub", "admin", "calendar", "accounts", "agents", "email"])
     if problems:
         raise ConfigError(problems)
     return Config(
         hub=hub,
         admin=admin,
+        calendar=calendar,
         accounts=accounts,
         agents=agents,
         path=path,

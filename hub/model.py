@@ -209,6 +209,15 @@ class CalendarState:
     stats: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class BrowserSession:
+    """A logged-in browser of the calendar page; only the hash of its secret id is kept."""
+
+    id_hash: str
+    created_at: datetime
+    seen_at: datetime
+
+
 @dataclass(slots=True)
 class AuditEntry:
     """One change in the hub, with its origin (api, rule, sync:ACCOUNT, approval)."""

@@ -39,6 +39,7 @@ from hub.model import (
     Appointment,
     Approval,
     AuditEntry,
+    BrowserSession,
     CalendarState,
     Conflict,
     Kind,
@@ -48,6 +49,7 @@ from hub.model import (
 from hub.store.outbox import OutboxReads, OutboxWrites
 
 ChangeListener = Callable[[str, frozenset[str]], None]
+AppointmentListener = Callable[[frozenset[str]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +142,17 @@ class Tx(OutboxWrites, ABC):
 
     @abstractmethod
     async def put_calendar_state(self, state: CalendarState) -> None: ...
+
+    # browser sessions (not audited: they are not hub records) ---------------------------
+    @abstractmethod
+    async def put_session(self, session: BrowserSession) -> None:
+        """Insert or update (its ``seen_at``) one session."""
+
+    @abstractmethod
+    async def delete_sessions(
+        self, *, id_hash: str | None = None, before: datetime | None = None
+    ) -> int:
+        """Delete the session ``id_hash``, or those last seen before ``before``; how many."""
 
     @abstractmethod
     async def audit(self, entity: str, entity_id: str, action: str, **detail: Any) -> None:
@@ -238,9 +251,17 @@ class Store(OutboxReads, ABC):
         """Run ``await hook(tx)`` in every transaction just before it commits."""
 
     @abstractmethod
+    def add_appointment_listener(self, listener: AppointmentListener) -> None:
+        """Call ``listener(appointment_ids)`` after each commit that wrote, deleted or purged
+        appointments (the calendar page's live updates); exceptions are logged, not raised."""
+
+    @abstractmethod
     async def schema_version(self) -> int: ...
 
     # agents ------------------------------------------------------------------------------
+    @abstractmethod
+    async def get_session(self, id_hash: str) -> BrowserSession | None: ...
+
     @abstractmethod
     async def get_agent(self, agent_id: str) -> Agent | None: ...
 
@@ -328,6 +349,7 @@ class Store(OutboxReads, ABC):
 
 __all__ = [
     "AppointmentChange",
+    "AppointmentListener",
     "ChangeListener",
     "CommitHook",
     "ConstraintError",

@@ -255,12 +255,28 @@ OUTBOX = Migration(
     ),
 )
 
+BROWSER_SESSIONS = Migration(
+    6,
+    "browser sessions of the central calendar page, keyed by the hash of their id",
+    (
+        # Only a hash of the session id is kept: a copy of the database (a backup, a support
+        # bundle) must not let anyone into the calendar page.
+        """CREATE TABLE browser_sessions (
+            id_hash TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            seen_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX browser_sessions_seen_at ON browser_sessions (seen_at)",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     INITIAL_SCHEMA,
     LOOKUP_INDEXES,
     HUB_SEQ,
     RETENTION_INDEXES,
     OUTBOX,
+    BROWSER_SESSIONS,
 )
 CURRENT_VERSION = MIGRATIONS[-1].version
 

@@ -42,6 +42,7 @@ from hub.model import (
     Appointment,
     Approval,
     AuditEntry,
+    BrowserSession,
     CalendarState,
     Conflict,
     Kind,
@@ -51,6 +52,7 @@ from hub.model import (
 from hub.store import codec
 from hub.store.base import (
     AppointmentChange,
+    AppointmentListener,
     ChangeListener,
     CommitHook,
     ConstraintError,
@@ -145,6 +147,17 @@ class _Queries(OutboxQueries, ABC):
         for chunk in _chunks(ids):
             rows += await self._rows(sql.format(_placeholders(len(chunk))), chunk)
         return rows
+
+    # browser sessions --------------------------------------------------------------------
+    async def get_session(self, id_hash: str) -> BrowserSession | None:
+        row = await self._one("SELECT * FROM browser_sessions WHERE id_hash = ?", (id_hash,))
+        if row is None:
+            return None
+        return BrowserSession(
+            id_hash=row["id_hash"],
+            created_at=codec.decode_datetime(row["created_at"]),
+            seen_at=codec.decode_datetime(row["seen_at"]),
+        )
 
     # agents ------------------------------------------------------------------------------
     async def get_agent(self, agent_id: str) -> Agent | None:
@@ -295,6 +308,7 @@ class SqliteTx(_Queries, OutboxTxWrites, Tx):
         self.origin = origin
         self._clock = clock
         self.changed_agents: set[str] = set()
+        self.changed_appointments: set[str] = set()
         self._known_agents: set[str] = set()
         self._audits: list[tuple[Any, ...]] = []
         self._statuses: list[dict[str, Any]] = []
@@ -475,6 +489,7 @@ class SqliteTx(_Queries, OutboxTxWrites, Tx):
                 "appointment", row["id"], action, changed=changed, version=row["version"]
             )
             self.changed_agents.add(row["agent_id"])
+            self.changed_appointments.add(row["id"])
         return [codec.appointment_from_row(r) for r in stored]
 
     def _prepare_insert(self, row: dict[str, Any], now: str) -> None:
@@ -489,6 +504,7 @@ class SqliteTx(_Queries, OutboxTxWrites, Tx):
         detail = {k: row[k] for k in ("agent_id", "kind", "start", "end")}
         self._write_audit("appointment", row["id"], "create", **detail)
         self.changed_agents.add(row["agent_id"])
+        self.changed_appointments.add(row["id"])
 
     async def delete_appointment(self, appointment_id: str) -> Appointment | None:
         appt = await self.get_appointment(appointment_id, include_deleted=True)
@@ -506,6 +522,7 @@ class SqliteTx(_Queries, OutboxTxWrites, Tx):
         await self._run("DELETE FROM appointments WHERE id = ?", (appointment_id,))
         self._changed(appointment_id, dict(old), None)
         self._write_audit("appointment", appointment_id, "purge")
+        self.changed_appointments.add(appointment_id)
         if not old["deleted"]:
             # Purging a tombstone only forgets what sync already carried out; purging a live
             # entry removes it from the calendar.
@@ -619,6 +636,32 @@ class SqliteTx(_Queries, OutboxTxWrites, Tx):
         except sqlite3.IntegrityError as exc:
             raise ConstraintError(f"calendar state: unknown agent {state.agent_id!r}") from exc
 
+    # browser sessions --------------------------------------------------------------------
+    async def put_session(self, session: BrowserSession) -> None:
+        await self._run(
+            "INSERT INTO browser_sessions (id_hash, created_at, seen_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (id_hash) DO UPDATE SET seen_at = excluded.seen_at",
+            (
+                session.id_hash,
+                codec.encode_time(session.created_at, "created_at"),
+                codec.encode_time(session.seen_at, "seen_at"),
+            ),
+        )
+
+    async def delete_sessions(
+        self, *, id_hash: str | None = None, before: datetime | None = None
+    ) -> int:
+        if id_hash is not None:
+            cursor = await self._run("DELETE FROM browser_sessions WHERE id_hash = ?", (id_hash,))
+        elif before is not None:
+            cursor = await self._run(
+                "DELETE FROM browser_sessions WHERE seen_at < ?",
+                (codec.encode_time(before, "before"),),
+            )
+        else:
+            raise ValueError("delete_sessions: give id_hash or before")
+        return cursor.rowcount
+
     # audit -------------------------------------------------------------------------------
     async def audit(self, entity: str, entity_id: str, action: str, **detail: Any) -> None:
         self._conn()  # refuse a finished transaction now, not silently at the next flush
@@ -662,6 +705,7 @@ class SqliteStore(_Queries, Store):
         self._tx_task: asyncio.Task[Any] | None = None
         self._listeners: list[ChangeListener] = []
         self._commit_hooks: list[CommitHook] = []
+        self._appointment_listeners: list[AppointmentListener] = []
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
 
     def __repr__(self) -> str:
@@ -811,12 +855,25 @@ class SqliteStore(_Queries, Store):
                 tx._finish()
                 self._tx_task = None
         self._notify(origin, frozenset(tx.changed_agents))
+        self._notify_appointments(frozenset(tx.changed_appointments))
 
     def add_listener(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
 
     def add_commit_hook(self, hook: CommitHook) -> None:
         self._commit_hooks.append(hook)
+
+    def add_appointment_listener(self, listener: AppointmentListener) -> None:
+        self._appointment_listeners.append(listener)
+
+    def _notify_appointments(self, appointment_ids: frozenset[str]) -> None:
+        if not appointment_ids:
+            return
+        for listener in list(self._appointment_listeners):
+            try:
+                listener(appointment_ids)
+            except Exception:
+                log.exception("store appointment listener %r failed", listener)
 
     def _notify(self, origin: str, agent_ids: frozenset[str]) -> None:
         if not agent_ids:

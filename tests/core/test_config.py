@@ -8,7 +8,14 @@ from typing import Any, ClassVar
 
 import pytest
 
-from hub.config import AdminSettings, Config, ConfigError, HubSettings, load_config
+from hub.config import (
+    AdminSettings,
+    CalendarSettings,
+    Config,
+    ConfigError,
+    HubSettings,
+    load_config,
+)
 from hub.durations import parse_duration
 from hub.model import ConflictPolicy, Policy, RemoteDelete
 from hub.spec import Option, Provider, ProviderRegistry
@@ -306,7 +313,7 @@ name = "No id"
         "create_appointments, import_external, colour",
         "agents[1].id: duplicate agent id 'alice' (also agents[0])",
         "agents[2].id: required",
-        "colour: unknown key; known keys: hub, admin, accounts, agents, email",
+        "colour: unknown key; known keys: hub, admin, calendar, accounts, agents, email",
     ]
 
 
@@ -463,5 +470,44 @@ def test_every_key_and_field_is_documented() -> None:
     }
     hub_keys = {f.name for f in fields(HubSettings)}
     admin_keys = {f.name for f in fields(AdminSettings)} - {"token"}  # resolved, not a key
-    missing = (hub_keys | admin_keys | set(AGENT_KEYS) | set(FIELDS) | {"provider"}) - documented
+    calendar_keys = {f.name for f in fields(CalendarSettings)}
+    keys = hub_keys | admin_keys | calendar_keys | set(AGENT_KEYS) | set(FIELDS) | {"provider"}
+    missing = keys - documented
     assert not missing, f"keys missing from docs/configuration.md: {sorted(missing)}"
+
+
+def test_calendar_section(write, registry) -> None:
+    path = write(
+        '[admin]\npublic_url = "https://calhub.example.com/"\n'
+        '[calendar]\nworking_days = ["Monday", "tue", "sat"]\nday_start = "07:30"\n'
+        'day_end = "18:00"\nslot = "15m"\nplanned_colour = "#AABBCC"\n'
+    )
+    config = load_config(path, registry, env={})
+    assert config.admin.base_url == "https://calhub.example.com"
+    assert config.calendar == CalendarSettings(
+        working_days=("mon", "tue", "sat"),
+        day_start=7 * 60 + 30,
+        day_end=18 * 60,
+        slot=parse_duration("15m"),
+        planned_colour="#aabbcc",
+    )
+    assert load_config(write(""), registry, env={}).calendar == CalendarSettings()
+
+
+def test_calendar_section_refusals(write, registry) -> None:
+    path = write(
+        '[admin]\npublic_url = "ftp://x"\n'
+        '[calendar]\nworking_days = ["funday"]\nday_start = "25:00"\nslot = "2h"\n'
+        'planned_colour = "orange"\nweekend = true\n'
+    )
+    assert problems_of(path, registry) == [
+        "admin.public_url: expected an http:// or https:// URL, got 'ftp://x'",
+        "calendar.working_days: 'funday' is not a weekday (use mon, tue, wed, thu, fri, sat, sun)",
+        "calendar.day_start: expected a time of day as HH:MM, got '25:00'",
+        "calendar.slot: must be whole minutes from 5m to 60m, got '2h'",
+        "calendar.planned_colour: expected a colour written '#rrggbb', got 'orange'",
+        "calendar.weekend: unknown key; known keys: day_end, day_start, planned_colour, slot, "
+        "working_days",
+    ]
+    late = write('[calendar]\nday_start = "18:00"\nday_end = "08:00"\n')
+    assert problems_of(late, registry) == ["calendar.day_end: must be after day_start"]
