@@ -118,6 +118,8 @@ class Change:
     note: str | None = None
     location: str | None = None
     private: bool | None = None
+    agent: str | None = None  # reassign: the entry moves to this agent's calendar
+    version: int | None = None  # precondition: refuse unless the entry still has this version
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,11 +417,69 @@ class Rules:
     # edits -------------------------------------------------------------------------------
 
     async def change(self, appointment_id: str, change: Change) -> Appointment:
-        """Move, resize or re-word one appointment. Moving with a start only keeps the
-        duration; a subject or note set here replaces one edited remotely."""
+        """Move, resize, re-word or reassign one appointment. Moving with a start only keeps
+        the duration; a subject or note set here replaces one edited remotely.
+
+        With ``change.version`` the edit is refused (:class:`StateConflict`) unless the entry
+        still has that version: a page that shows an older state must not overwrite a newer
+        one. With ``change.agent`` naming another agent the entry is reassigned: see
+        :meth:`_reassign`; the answer is then the new agent's entry.
+        """
         async with self.store.transaction(ORIGIN_API) as tx:
             appt = await self._editable(tx, appointment_id)
-            return await tx.put_appointment(self._changed(appt, change))
+            if change.version is not None and change.version != appt.version:
+                raise StateConflict(
+                    f"the appointment was changed meanwhile (now version {appt.version}, "
+                    f"the edit was made on version {change.version}); reload and retry",
+                    field="version",
+                )
+            updated = self._changed(appt, change)
+            if change.agent is not None and change.agent != appt.agent_id:
+                return await self._reassign(tx, updated, change.agent)
+            return await tx.put_appointment(updated)
+
+    async def _reassign(self, tx: Tx, appt: Appointment, agent_id: str) -> Appointment:
+        """Move ``appt`` to ``agent_id``'s calendar: the old entry is cancelled (sync deletes
+        it from the old agent's calendar) and a copy with a new id is made for the new agent
+        under the new agent's policy (sync creates it there). A planned entry (A) moves the
+        request's plan from one agent to the other, so that re-planning keeps it there."""
+        agent = (await self._agents(tx, [agent_id], "agent"))[agent_id]
+        if appt.kind is Kind.ACTION:
+            raise StateConflict(
+                "an action's entry records who did the work; it cannot be reassigned",
+                field="agent",
+            )
+        if appt.kind is Kind.PLANNED:
+            clash = await tx.list_appointments(
+                agent_id=agent_id, request_id=appt.request_id, kind=Kind.PLANNED
+            )
+        elif appt.group_id is not None:
+            clash = await tx.list_appointments(agent_id=agent_id, group_id=appt.group_id)
+        else:
+            clash = []
+        if clash:
+            what = "plan" if appt.kind is Kind.PLANNED else "booking"
+            raise StateConflict(
+                f"agent {agent_id!r} already has an entry of this {what}", field="agent"
+            )
+        if appt.kind is Kind.PLANNED and appt.request_id is not None:
+            request = await tx.get_request(appt.request_id)
+            if request is not None:
+                request.planned_agents = tuple(
+                    agent_id if a == appt.agent_id else a for a in request.planned_agents
+                )
+                await tx.put_request(request)
+        await self._cancel_all(tx, [appt])
+        moved = appt.evolve(
+            id=_new_id(),
+            agent_id=agent_id,
+            version=1,
+            created_at=None,
+            updated_at=None,
+            deleted=False,
+            deleted_at=None,
+        )
+        return await self._add_new(tx, moved, agent)
 
     def _changed(self, appt: Appointment, change: Change) -> Appointment:
         start = appt.start if change.start is None else change.start

@@ -1,4 +1,9 @@
-"""Routes /appointments and /appointments/{id}: read, move, resize, re-word, cancel."""
+"""Routes /appointments and /appointments/{id}: read, move, resize, re-word, reassign, cancel.
+
+A PATCH may carry ``version`` (the version the caller read): the edit is then refused with a
+409 when the entry changed meanwhile. ``agent`` reassigns the entry to another agent's
+calendar; the answer is the new entry, which has a new id.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,14 @@ from hub.admin.context import agent_filter, appointment_or_404, hub_of
 from hub.admin.errors import invalid
 from hub.admin.validation import (
     boolean,
+    identifier,
     moment,
     parse_fields,
     query,
     query_span,
     read_object,
     text,
+    version,
 )
 from hub.rules import Change
 
@@ -52,10 +59,14 @@ async def update_appointment(request: web.Request) -> web.Response:
             "note": text,
             "location": text,
             "private": boolean,
+            "agent": identifier,
+            "version": version,
         },
     )
-    if not fields:
-        raise invalid("body", "name at least one of start, end, subject, note, location, private")
+    if not set(fields) - {"version"}:
+        raise invalid(
+            "body", "name at least one of start, end, subject, note, location, private, agent"
+        )
     appt = await hub.rules.change(appointment_id, Change(**fields))
     return web.json_response(await hub.views().one(appt))
 

@@ -154,6 +154,13 @@ def minutes(value: Any, field: str) -> int:
     return value
 
 
+def version(value: Any, field: str) -> int:
+    """An appointment version given as a precondition: a whole number, at least 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise invalid(field, "must be the whole version number the entry was read with")
+    return value
+
+
 def moment(value: Any, field: str) -> datetime | date:
     """An ISO 8601 time with offset (or ``Z``), returned in UTC, or a date (all-day)."""
     if not isinstance(value, str):

@@ -116,7 +116,9 @@ async def test_patch_subject_clears_the_remote_edit(api: Api) -> None:
     [
         ({"end": "2026-05-04T08:00:00Z"}, 422, "end"),
         ({"start": "2026-05-04"}, 422, "end"),  # all-day needs an end too
-        ({"agent": "bob"}, 422, "agent"),
+        ({"agent": "nobody"}, 422, "agent"),  # reassign to an agent that does not exist
+        ({"start": "2026-05-04T11:00:00Z", "version": 9}, 409, "version"),  # changed meanwhile
+        ({"version": 1}, 422, "body"),  # a precondition alone changes nothing
         ({"private": 1}, 422, "private"),
         ({}, 422, "body"),
     ],
