@@ -7,10 +7,22 @@ from collections.abc import AsyncIterator
 import anyio
 from aiohttp import web
 
-from hub.admin import agents, appointments, approvals, feed, meta, outbox, sources, syncing
+from hub.admin import (
+    agents,
+    appointments,
+    approvals,
+    calendar_page,
+    events_stream,
+    feed,
+    meta,
+    outbox,
+    sources,
+    syncing,
+)
 from hub.admin.auth import auth_middleware
 from hub.admin.context import HUB, AdminContext
 from hub.admin.errors import errors_middleware
+from hub.admin.sessions import SESSIONS, Sessions, session_middleware
 from hub.config import Config
 from hub.control import SyncControl
 from hub.mail.service import MailService
@@ -39,11 +51,13 @@ def build_app(
     """The admin application over an opened ``store``; ``control`` is the sync scheduler,
     or None when no accounts are configured (sync routes then answer 409); ``mail`` the
     e-mail service (None without ``[email]``)."""
+    sessions = Sessions(store)
     app = web.Application(
         client_max_size=MAX_BODY,
         middlewares=[
             meta.counting_middleware(metrics),  # outermost: sees the final status
             errors_middleware,
+            session_middleware(sessions, config),  # a browser's cookie and CSRF check
             auth_middleware(config.admin.token),
         ],
     )
@@ -55,7 +69,15 @@ def build_app(
         rules=Rules(store, config.hub),
         mail=mail,
     )
+    app[SESSIONS] = sessions
+    app[events_stream.CHANGES] = changes = events_stream.ChangeFeed()
+    store.add_appointment_listener(changes.publish)
+    app.on_shutdown.append(events_stream.close_streams)
+    app.on_response_prepare.append(calendar_page.security_headers)
     app.cleanup_ctx.append(_feed_threads)
     for module in (meta, agents, feed, syncing, sources, appointments, approvals, outbox):
         app.router.add_routes(module.routes)
+    app.router.add_routes(calendar_page.routes)
+    app.router.add_routes(events_stream.routes)
+    calendar_page.add_static(app)
     return app

@@ -17,9 +17,11 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from hub.admin.errors import ApiError
+from hub.admin.sessions import SESSION_KEY
 from hub.config import Config
 
-PUBLIC_ROUTES = frozenset({"health"})
+# The calendar page's HTML, script and login hold no data (hub.admin.calendar_page).
+PUBLIC_ROUTES = frozenset({"health", "calendar", "calendar-login", "calendar-static"})
 FEED_ROUTE = "feed"  # authenticated by its handler: feed token or admin token
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="calhub"'}
 
@@ -72,7 +74,8 @@ def auth_middleware(admin_token: str | None) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
         name = request.match_info.route.name
-        if name not in PUBLIC_ROUTES and name != FEED_ROUTE:
+        # A browser session (hub.admin.sessions) stands for the admin token it was opened with.
+        if name not in PUBLIC_ROUTES and name != FEED_ROUTE and SESSION_KEY not in request:
             check_admin(request, admin_token)
         return await handler(request)
 
