@@ -27,6 +27,7 @@ FIRST_HOUR, LAST_HOUR = 7, 18  # the page shows day_start - 1 h .. day_end + 1 h
 AGENTS = ("alice", "bob", "carol")
 ALICE_RGB = "rgb(58, 135, 173)"  # #3a87ad
 PLANNED_RGB = "rgb(240, 173, 78)"  # #f0ad4e
+OFF_RGBA = "rgba(120, 120, 120, 0.16)"  # calendar.css --off
 
 CONFIG = """
 [calendar]
@@ -222,7 +223,15 @@ def test_week_shows_columns_colours_kinds_and_attention(page: Page, server: Serv
     expect(headers.nth(0).locator(".attention")).to_have_count(0)
     expect(entry(page, "Colours")).to_have_css("background-color", ALICE_RGB)
     expect(entry(page, "[#cols-2]")).to_have_css("background-color", PLANNED_RGB)
-    assert page.locator(".ec-bg-event.off-hours").count() > 0  # non-working time is shaded
+    # Non-working time is shaded: the weekend whole, working days before 08:00, after 17:00.
+    days = page.locator(".ec-body .ec-grid > .ec-day")
+    expect(days.nth(5)).to_have_css("background-color", OFF_RGBA)  # alice's Saturday
+    expect(days.nth(4)).to_have_css("background-color", "rgb(255, 255, 255)")  # her Friday
+    shade = days.nth(4).evaluate("el => getComputedStyle(el).backgroundImage")
+    hours = page.locator("#ec").evaluate(
+        "el => [el.style.getPropertyValue('--work-start'), el.style.getPropertyValue('--work-end')]"
+    )
+    assert shade.startswith("linear-gradient") and hours == [f"{100 / 11}%", f"{1000 / 11}%"]
 
     # The imported private event: a busy block without content, which cannot be dragged.
     private = entry(page, "Data unavailable")

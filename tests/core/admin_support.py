@@ -131,6 +131,7 @@ async def running_api(
     settings: HubSettings | None = None,
     token: str | None = TOKEN,
     control: FakeControl | None = None,
+    public_url: str = "",
 ) -> AsyncIterator[Api]:
     """The admin app over a fresh store with agents alice (account o365) and bob (none)."""
     store = SqliteStore(db_path)
@@ -142,7 +143,7 @@ async def running_api(
         await tx.put_agent(Agent(id="bob", name="Bob Jones", feed_token="feed-bob"))
     config = Config(
         hub=settings or HubSettings(),
-        admin=AdminSettings(token=token),
+        admin=AdminSettings(token=token, public_url=public_url),
         accounts=ACCOUNTS,
     )
     metrics = Metrics()
