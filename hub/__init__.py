@@ -9,6 +9,7 @@ for a plugin's tests.
 
 from hub.spec import (
     AccountConfig,
+    AgentSecrets,
     AuthError,
     CalendarRef,
     CallStatus,
@@ -41,6 +42,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AccountConfig",
+    "AgentSecrets",
     "AuthError",
     "CalendarRef",
     "CallStatus",

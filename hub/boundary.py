@@ -31,6 +31,7 @@ import anyio
 
 from hub.spec import (
     CAPABILITIES,
+    AgentSecrets,
     CalendarRef,
     CallStatus,
     CheckItem,
@@ -163,6 +164,12 @@ class GuardedProvider(Provider):
 
     async def find(self, cal: CalendarRef, hub_ids: Sequence[str]) -> dict[str, RemoteEvent]:
         return await self._call("find", lambda: self.inner.find(cal, hub_ids))
+
+    def use_secrets(self, secrets: AgentSecrets) -> None:
+        self.inner.use_secrets(secrets)
+
+    async def authorize(self, cal: CalendarRef, say: Callable[[str], None]) -> str:
+        return await self._call("authorize", lambda: self.inner.authorize(cal, say))
 
     async def check(self, cals: Sequence[CalendarRef], write: bool = False) -> list[CheckItem]:
         try:

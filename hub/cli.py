@@ -1,4 +1,4 @@
-"""The ``calhub`` command line: serve, sync, providers, check.
+"""The ``calhub`` command line: serve, sync, providers, check, authorize.
 
 Exit status: 0 when everything worked; 1 when a sync pass or a check failed; 2 for bad usage,
 a refused configuration or an unusable database (one line per problem on stderr, never a
@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import anyio
@@ -31,8 +32,9 @@ from hub.model import Agent, PassResult
 from hub.plugins import Plugins, load_plugins
 from hub.redact import redact
 from hub.scheduler import Scheduler
+from hub.secrets import StoreSecrets
 from hub.service import configure_logging, serve, upsert_config_agents
-from hub.spec import CalendarRef, CheckItem, Option, ProviderError
+from hub.spec import CalendarRef, CheckItem, Option, Provider, ProviderError
 from hub.store import StoreError, open_store
 
 CONFIG_ENV = "CALHUB_CONFIG"
@@ -76,6 +78,13 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--send", metavar="ADDRESS", help="check email: also send one test message to ADDRESS"
     )
+    authorize = with_config(
+        commands.add_parser(
+            "authorize", help="one agent's one-time OAuth consent (per-agent accounts)"
+        )
+    )
+    authorize.add_argument("account", metavar="ACCOUNT", help="an [accounts.NAME] of the config")
+    authorize.add_argument("--agent", metavar="ID", required=True, help="the agent to authorize")
     return parser
 
 
@@ -218,22 +227,36 @@ def _print_check(item: CheckItem) -> None:
     print(line)
 
 
-async def cmd_check(config: Config, plugins: Plugins, name: str, write: bool) -> int:
+def _build(config: Config, plugins: Plugins, name: str, command: str) -> Provider:
+    """The (unopened) provider of account ``name``; UsageError names a missing account."""
     account = config.accounts.get(name)
     if account is None:
         names = ", ".join(sorted(config.accounts)) or "none configured"
-        raise UsageError(f"check: no account named {name!r} (accounts: {names})")
+        raise UsageError(f"{command}: no account named {name!r} (accounts: {names})")
     cls = plugins.registry.get(account.provider)
     if cls is None:  # load_config already refused this; a plugin may have vanished since
         raise UsageError(f"accounts.{name}.provider: unknown provider {account.provider!r}")
+    try:
+        return cls(account, Metrics())
+    except (ValueError, TypeError) as exc:
+        raise ConfigError([str(exc)]) from None
+
+
+async def cmd_check(config: Config, plugins: Plugins, name: str, write: bool) -> int:
+    provider = _build(config, plugins, name, "check")
     cals = [
         CalendarRef(agent_id=a.id, mailbox=a.email, calendar=a.calendar)
         for a in await _agents_of(config, name)
     ]
-    try:
-        provider = cls(account, Metrics())
-    except (ValueError, TypeError) as exc:
-        raise ConfigError([str(exc)]) from None
+    async with AsyncExitStack() as stack:
+        # Per-agent secrets (refresh tokens) live in the database: read it if there is one.
+        if await anyio.Path(config.hub.database).exists():
+            store = await stack.enter_async_context(open_store(config.hub.database))
+            provider.use_secrets(StoreSecrets(store, name))
+        return await _run_check(provider, cals, name, write)
+
+
+async def _run_check(provider: Provider, cals: list[CalendarRef], name: str, write: bool) -> int:
     guarded = GuardedProvider(provider)  # check reports what fails, whatever a plugin raises
     items: list[CheckItem]
     try:
@@ -263,6 +286,33 @@ async def cmd_check_email(config: Config, send_to: str | None) -> int:
     return 0 if all(item.ok for item in items) else 1
 
 
+async def cmd_authorize(config: Config, plugins: Plugins, name: str, agent_id: str) -> int:
+    provider = _build(config, plugins, name, "authorize")
+    async with open_store(config.hub.database) as store:
+        await upsert_config_agents(store, config)
+        agent = await store.get_agent(agent_id)
+        if agent is None or agent.account != name:
+            ids = sorted(a.id for a in await store.list_agents() if a.account == name)
+            raise UsageError(
+                f"--agent: no agent {agent_id!r} on account {name!r} "
+                f"(its agents: {', '.join(ids) or 'none'})"
+            )
+        provider.use_secrets(StoreSecrets(store, name))
+        guarded = GuardedProvider(provider)  # a plugin's own exception becomes one line
+        cal = CalendarRef(agent_id=agent.id, mailbox=agent.email, calendar=agent.calendar)
+        try:
+            await guarded.open()
+            summary = await guarded.authorize(cal, _announce)
+        except ProviderError as exc:
+            print(f"authorize {name} --agent {agent_id}: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            with contextlib.suppress(ProviderError):
+                await guarded.close()
+    print(summary)
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -287,6 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(serve(config, plugins.registry, announce=_announce))
         if args.command == "sync":
             return asyncio.run(cmd_sync(config, plugins, args.agent))
+        if args.command == "authorize":
+            return asyncio.run(cmd_authorize(config, plugins, args.account, args.agent))
         if args.account == "email" and "email" not in config.accounts:
             return asyncio.run(cmd_check_email(config, args.send))
         if args.send is not None:

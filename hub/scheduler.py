@@ -37,6 +37,7 @@ from hub.boundary import GuardedProvider
 from hub.config import Config
 from hub.metrics import Metrics
 from hub.model import Agent, PassResult
+from hub.secrets import StoreSecrets
 from hub.spec import AuthError, ProviderRegistry
 from hub.store.base import Store, StoreError
 from hub.sync import AgentSync
@@ -167,7 +168,9 @@ class Scheduler:
                     f"no provider plugin named {acc.provider!r} "
                     f"(registered: {', '.join(self.registry.names()) or 'none'})"
                 )
-            provider = GuardedProvider(cls(acc, self.metrics), calls=self.metrics)
+            inner = cls(acc, self.metrics)
+            inner.use_secrets(StoreSecrets(self.store, account))
+            provider = GuardedProvider(inner, calls=self.metrics)
             await provider.open()
             self._providers[account] = provider
             return provider

@@ -44,7 +44,7 @@ import hashlib
 import inspect
 import json
 import ssl
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
@@ -387,6 +387,16 @@ class Telemetry(Protocol):
     def request(self, account: str, operation: str, status: str, seconds: float) -> None: ...
 
 
+class AgentSecrets(Protocol):
+    """One account's per-agent secrets, kept in the hub's database (never in the config file,
+    a log line or an API response): an OAuth refresh token a provider got from the agent's
+    one-time consent (``calhub authorize ACCOUNT --agent ID``)."""
+
+    async def get(self, agent_id: str) -> str | None: ...
+
+    async def put(self, agent_id: str, secret: str) -> None: ...
+
+
 class NullTelemetry:
     """Telemetry that records nothing (tests, ``calhub check``)."""
 
@@ -426,6 +436,12 @@ class Provider:
     def __init__(self, account: AccountConfig, telemetry: Telemetry | None = None) -> None:
         self.account = account
         self.telemetry: Telemetry = telemetry or NullTelemetry()
+        self.secrets: AgentSecrets | None = None
+
+    def use_secrets(self, secrets: AgentSecrets) -> None:
+        """Hand the provider its account's per-agent secrets (the hub calls this after
+        building it, before :meth:`open`). Providers that keep none ignore them."""
+        self.secrets = secrets
 
     @classmethod
     def check_options(cls, options: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
@@ -498,6 +514,13 @@ class Provider:
         """What works: authentication, then per calendar read (and with ``write`` a probe
         event created and deleted). Never raises for a failed step: reports it."""
         raise NotImplementedError
+
+    async def authorize(self, cal: CalendarRef, say: Callable[[str], None]) -> str:
+        """The one-time consent of one agent (``calhub authorize``), for accounts that work
+        per agent: talk to the administrator through ``say`` (the URL to open), keep what
+        was granted through :attr:`secrets`, and return a one-line summary. Optional: the
+        default refuses, as an account that needs no consent should."""
+        raise PermanentError(f"{self.name}: this provider's accounts need no per-agent consent")
 
 
 #: The methods every provider class must define itself, as ``async def``; a read-only

@@ -155,6 +155,11 @@ class Tx(OutboxWrites, ABC):
         """Delete the session ``id_hash``, or those last seen before ``before``; how many."""
 
     @abstractmethod
+    async def put_agent_secret(self, agent_id: str, account: str, secret: str) -> None:
+        """Keep one agent's secret at one account (an OAuth refresh token), replacing any;
+        ConstraintError for an unknown agent."""
+
+    @abstractmethod
     async def audit(self, entity: str, entity_id: str, action: str, **detail: Any) -> None:
         """Add an audit entry (the put/delete methods above already add their own)."""
 
@@ -331,6 +336,10 @@ class Store(OutboxReads, ABC):
 
     @abstractmethod
     async def list_calendar_states(self) -> list[CalendarState]: ...
+
+    @abstractmethod
+    async def get_agent_secret(self, agent_id: str, account: str) -> str | None:
+        """The secret :meth:`Tx.put_agent_secret` kept, None when there is none."""
 
     # audit -------------------------------------------------------------------------------
     @abstractmethod

@@ -270,6 +270,22 @@ BROWSER_SESSIONS = Migration(
     ),
 )
 
+AGENT_SECRETS = Migration(
+    7,
+    "agent_secrets: per-agent provider secrets (OAuth refresh tokens from calhub authorize)",
+    (
+        # Kept apart from calendar_state so that no status route, export or log of a state
+        # row can carry a secret; the agent's secrets go with the agent.
+        """CREATE TABLE agent_secrets (
+            agent_id TEXT NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+            account TEXT NOT NULL,
+            secret TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (agent_id, account)
+        ) WITHOUT ROWID""",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     INITIAL_SCHEMA,
     LOOKUP_INDEXES,
@@ -277,6 +293,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     RETENTION_INDEXES,
     OUTBOX,
     BROWSER_SESSIONS,
+    AGENT_SECRETS,
 )
 CURRENT_VERSION = MIGRATIONS[-1].version
 

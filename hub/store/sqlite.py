@@ -277,6 +277,13 @@ class _Queries(OutboxQueries, ABC):
         rows = await self._rows("SELECT * FROM calendar_state ORDER BY agent_id")
         return [codec.calendar_state_from_row(r) for r in rows]
 
+    async def get_agent_secret(self, agent_id: str, account: str) -> str | None:
+        row = await self._one(
+            "SELECT secret FROM agent_secrets WHERE agent_id = ? AND account = ?",
+            (agent_id, account),
+        )
+        return None if row is None else str(row["secret"])
+
     # audit -------------------------------------------------------------------------------
     async def list_audit(
         self, *, entity_id: str | None = None, limit: int = 100
@@ -661,6 +668,15 @@ class SqliteTx(_Queries, OutboxTxWrites, Tx):
         else:
             raise ValueError("delete_sessions: give id_hash or before")
         return cursor.rowcount
+
+    async def put_agent_secret(self, agent_id: str, account: str, secret: str) -> None:
+        await self._require_agents([agent_id], "agent secret")
+        await self._run(
+            "INSERT INTO agent_secrets (agent_id, account, secret, updated_at)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (agent_id, account)"
+            " DO UPDATE SET secret = excluded.secret, updated_at = excluded.updated_at",
+            (agent_id, account, secret, self._now()),
+        )
 
     # audit -------------------------------------------------------------------------------
     async def audit(self, entity: str, entity_id: str, action: str, **detail: Any) -> None:
