@@ -1,0 +1,1 @@
+"""Tests of the google provider against the strict Google Calendar fake."""
