@@ -324,6 +324,12 @@ class GoogleFake:
         self.refresh_tokens[token] = _Grant(email.lower(), client_id, CALENDAR_SCOPES)
         return token
 
+    def issue_token(self, email: str, scopes: frozenset[str] = CALENDAR_SCOPES) -> str:
+        """An access token for ``email`` (tests that call the API without calhub)."""
+        token = "ya29." + secrets.token_urlsafe(32)
+        self.tokens[token] = _Token(email.lower(), scopes, time.time() + self.token_lifetime)
+        return token
+
     # ------------------------------------------------------------------ failure knobs
 
     def throttle(
@@ -576,8 +582,7 @@ class GoogleFake:
     def _issue(
         self, email: str, scopes: frozenset[str], refresh_token: str | None = None
     ) -> web.Response:
-        token = "ya29." + secrets.token_urlsafe(32)
-        self.tokens[token] = _Token(email.lower(), scopes, time.time() + self.token_lifetime)
+        token = self.issue_token(email, scopes)
         body: dict[str, Any] = {
             "access_token": token,
             "expires_in": self.token_lifetime,
@@ -649,7 +654,7 @@ class GoogleFake:
             user.requests += 1
             if request.content_type != "multipart/mixed":
                 raise ApiError(400, "badRequest", "Batch requests must be multipart/mixed")
-            boundary = request.content_type and _boundary(request.headers["Content-Type"])
+            boundary = _boundary(request.headers["Content-Type"])
             parts = _parse_parts(await request.text(), boundary)
             if not parts:
                 raise ApiError(400, "badRequest", "Batch request contains no calls")
