@@ -1,0 +1,158 @@
+"""Benchmark: google through the real scheduler, engine and SqliteStore against the Google fake.
+
+N agents (default 100) with M hub appointments each (default 200) on one google account with
+a service account impersonating every agent; the strict Google fake runs in a separate process
+(so calhub's CPU time is calhub's alone) and adds a latency to every request (default 20 ms).
+Phases:
+
+* ``initial``: first pass of every agent: one full listing, then batches of 50 creates;
+* ``echo``: the next pass reads calhub's own creates back once through the sync token;
+* ``no_change``: nothing changed anywhere: one sync-token listing per agent;
+* ``change_1pct``: 1 % of the appointments moved in the hub: one batch of patches per agent.
+
+    .venv/bin/python bench/google_bench.py [--agents 100] [--events 200] [--latency-ms 20]
+
+Requests are counted by the fake (token requests excluded; a batch is one request). Prints
+human-readable figures, then one JSON line per phase (format in DESIGN.md). Targets: at most
+0.03 requests per pushed event in ``initial``; 1 request per agent in ``no_change``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import sys
+import tempfile
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from anywhere: the bench imports calhub from the checkout
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _hub import PassMeter, move_some, populate  # noqa: E402
+from _report import PhaseResult, report  # noqa: E402
+
+from hub.config import Config, HubSettings  # noqa: E402
+from hub.metrics import Metrics  # noqa: E402
+from hub.scheduler import Scheduler  # noqa: E402
+from hub.spec import AccountConfig, ProviderRegistry  # noqa: E402
+from hub.store.sqlite import SqliteStore  # noqa: E402
+from plugins.google import GoogleProvider  # noqa: E402
+
+BENCH = "google"
+ACCOUNT = "gws"
+
+
+def serve_fake(conn: Connection, latency_ms: float, users: list[str]) -> None:
+    """Child process: the Google fake, answering counter queries over ``conn`` until "stop"."""
+    asyncio.run(_serve(conn, latency_ms, users))
+
+
+async def _serve(conn: Connection, latency_ms: float, users: list[str]) -> None:
+    from tests.fakes.google import GoogleFake
+    from tests.fakes.tls import TestCA
+
+    tmp = Path(tempfile.mkdtemp(prefix="google-bench-"))
+    ca = TestCA.create(tmp)
+    async with GoogleFake(ca, latency_ms=latency_ms) as fake:
+        for email in users:
+            fake.add_user(email)
+        key_file = tmp / "sa.json"
+        key_file.write_text(json.dumps(fake.service_account_key()))
+        conn.send(
+            {
+                "service_account_file": str(key_file),
+                "base_url": fake.url,
+                "ca_file": str(ca.ca_file),
+            }
+        )
+        loop = asyncio.get_running_loop()
+        while (cmd := await loop.run_in_executor(None, conn.recv)) != "stop":
+            assert cmd == "counters", cmd
+            conn.send(
+                {
+                    "requests": fake.requests["api"] + fake.requests["batch"],
+                    "tokens": fake.requests["token"],
+                    "events": sum(len(fake.events(u)) for u in users),
+                    "calls": sum(fake.user(u).calls for u in users),
+                    "without_send_updates_none": fake.writes_without_send_updates_none,
+                }
+            )
+
+
+def _counters(conn: Connection) -> dict[str, Any]:
+    conn.send("counters")
+    return conn.recv()
+
+
+async def run(args: argparse.Namespace, conn: Connection, options: dict[str, Any]) -> None:
+    with tempfile.TemporaryDirectory(prefix="google-bench-db-") as tmp:
+        store = SqliteStore(Path(tmp) / "hub.db")
+        await store.open()
+        try:
+            agents = await populate(store, args.agents, args.events, ACCOUNT)
+            total = args.agents * args.events
+            registry = ProviderRegistry()
+            registry.add(GoogleProvider)
+            config = Config(
+                hub=HubSettings(max_concurrent_syncs=args.concurrency),
+                accounts={ACCOUNT: AccountConfig(ACCOUNT, "google", options)},
+            )
+            bench = PassMeter(BENCH, args.agents, lambda: _counters(conn))
+            phases: list[PhaseResult] = []
+            async with Scheduler(store, config, registry, Metrics(), background=False) as sched:
+                phase, after = await bench.measure(sched, "initial", total, total)
+                phases.append(phase)
+                if after["events"] != total:
+                    raise SystemExit(f"initial: {after['events']} remote events, want {total}")
+                phases.append((await bench.measure(sched, "echo", total, 0))[0])
+                phases.append((await bench.measure(sched, "no_change", 0, 0))[0])
+                moved = await move_some(store, agents, max(1, args.events // 100))
+                phase, after = await bench.measure(sched, "change_1pct", moved, moved)
+                phases.append(phase)
+        finally:
+            await store.close()
+    title = (
+        f"google: {args.agents} agents x {args.events} events, {args.latency_ms:g} ms per "
+        f"request, {args.concurrency} passes at once"
+    )
+    notes = [
+        f"{after['tokens']} token requests (one per impersonated agent); "
+        f"{after['calls']} API calls in all (each call of a batch counts against the quota); "
+        f"{after['without_send_updates_none']} writes without sendUpdates=none",
+        "requests_per_changed_event of 'initial' is requests per pushed event (target <= 0.03)",
+    ]
+    report(title, phases, sys.stdout, notes)
+
+
+def _users(agents: int) -> list[str]:
+    return [f"agent{a:03d}@contoso.example" for a in range(agents)]  # as _hub.populate names them
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--agents", type=int, default=100)
+    parser.add_argument("--events", type=int, default=200, help="hub appointments per agent")
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--concurrency", type=int, default=8, help="agent passes at once")
+    args = parser.parse_args()
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(
+        target=serve_fake, args=(child, args.latency_ms, _users(args.agents)), daemon=True
+    )
+    proc.start()
+    try:
+        options = parent.recv()
+        asyncio.run(run(args, parent, options))
+    finally:
+        parent.send("stop")
+        proc.join(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
