@@ -29,7 +29,7 @@ import copy
 import json
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cache
@@ -115,10 +115,12 @@ class UserLimits:
         per_minute: int,
         *,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.concurrency = max(1, concurrency)
         self.per_minute = max(1, per_minute)
         self._clock = clock
+        self._sleep = sleep
         self._sems: dict[str, asyncio.Semaphore] = {}
         self._buckets: dict[str, list[float]] = {}  # user -> [tokens, last refill]
         self._locks: dict[str, asyncio.Lock] = {}
@@ -142,7 +144,7 @@ class UserLimits:
                 if bucket[0] >= calls:
                     bucket[0] -= calls
                     return
-                await asyncio.sleep((calls - bucket[0]) / rate)
+                await self._sleep((calls - bucket[0]) / rate)
 
 
 class GoogleHttp:

@@ -139,12 +139,15 @@ class FakeEvent:
     created: str = ""
     updated: str = ""
     recurring_event_id: str | None = None
+    span_hint: tuple[datetime, datetime] | None = None  # when the fields hold a leap second
 
     @property
     def etag(self) -> str:
         return f'"{3_000_000_000_000 + self.revision}"'
 
     def span(self) -> tuple[datetime, datetime]:
+        if self.span_hint is not None:
+            return self.span_hint
         return _instant(self.fields["start"]), _instant(self.fields["end"])
 
     @property
@@ -471,6 +474,15 @@ class GoogleFake:
             ev.fields["end"] = _owner_when(end, zone)
         ev.fields.update(fields)
         self._store(cal, ev)
+
+    def owner_create_leap_second(self, calendar: str, start: datetime) -> str:
+        """An event starting on a leap second (RFC 3339 allows ``:60``), which Python's
+        datetime cannot represent: what a client must skip rather than fail on."""
+        eid = self.owner_create(calendar, "Leap", start, start + timedelta(hours=1), tz="UTC")
+        ev = self.calendar(calendar).events[eid]
+        ev.span_hint = ev.span()
+        ev.fields["start"] = {"dateTime": start.strftime("%Y-%m-%dT%H:%M:60Z"), "timeZone": "UTC"}
+        return eid
 
     def owner_delete(self, calendar: str, event_id: str) -> None:
         cal = self.calendar(calendar)
@@ -1035,6 +1047,9 @@ class OwnerBackdoor:
 
     async def delete(self, cal: Any, remote_id: str) -> None:
         self.fake.owner_delete(self.calendar(cal), remote_id)
+
+    async def create_unreadable(self, cal: Any, start: Any) -> str:
+        return self.fake.owner_create_leap_second(self.calendar(cal), start)
 
     async def expire_cursor(self, cal: Any) -> None:
         self.fake.expire_sync_tokens(self.calendar(cal))

@@ -94,11 +94,7 @@ async def run(*argv: str) -> int:
 def rows_mentioning(db: Path, secret: str) -> list[str]:
     """Every SQL line of the database dump, but the agent_secrets table's, holding ``secret``."""
     with sqlite3.connect(db) as conn:
-        return [
-            line
-            for line in conn.iterdump()
-            if secret in line and "agent_secrets" not in line
-        ]
+        return [line for line in conn.iterdump() if secret in line and "agent_secrets" not in line]
 
 
 async def test_authorize_then_sync_then_a_revoked_token_needs_attention(
@@ -125,7 +121,7 @@ async def test_authorize_then_sync_then_a_revoked_token_needs_attention(
     assert "calhub authorize personal --agent bob" in err
 
     await cli_sync_after_revoke(config, fake, capsys)
-    for text in (out, err, Path(config).read_text()):
+    for text in (out, err, await anyio.Path(config).read_text()):
         assert token not in text
     assert rows_mentioning(db, token) == []
     assert rows_mentioning(db, client[1]) == []
@@ -134,7 +130,7 @@ async def test_authorize_then_sync_then_a_revoked_token_needs_attention(
 async def cli_sync_after_revoke(config: str, fake: GoogleFake, capsys: pytest.CaptureFixture):
     fake.revoke_refresh_tokens(USERS[0])
     assert await run("sync", "--agent", "alice", "--config", config) == 1
-    out, err = capsys.readouterr()
+    err = capsys.readouterr().err
     assert "alice: authentication refused" in err
     assert "invalid_grant" in err and "calhub authorize personal --agent alice" in err
     assert await run("authorize", "personal", "--agent", "alice", "--config", config) == 0

@@ -4,12 +4,14 @@ token per impersonated agent; and the fake's strictness where calhub relies on i
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import anyio
 import pytest
 
 from hub.spec import (
@@ -20,9 +22,10 @@ from hub.spec import (
     PushItem,
     PushResult,
     TransientError,
+    Window,
 )
 from plugins.google import GoogleProvider
-from plugins.google.client import DISCOVERY_FILE
+from plugins.google.client import DISCOVERY_FILE, UserLimits
 from plugins.google.mapping import EVENT_COLOURS, event_id, nearest_colour_id
 from tests.engine_support import hour
 from tests.fakes.google import GoogleFake
@@ -108,10 +111,10 @@ async def test_errors_map_to_the_contract(
 async def test_an_assertion_signed_with_another_key_is_refused(
     fake: GoogleFake, key_file: Path, tmp_path: Path, cal: CalendarRef
 ) -> None:
-    genuine = json.loads(key_file.read_text())
+    genuine = json.loads(await anyio.Path(key_file).read_text())
     forged = {**fake.service_account_key("someone-else"), "client_email": genuine["client_email"]}
     path = tmp_path / "forged.json"
-    path.write_text(json.dumps(forged))
+    await anyio.Path(path).write_text(json.dumps(forged))
     async with GoogleProvider(account_for(fake, path)) as provider:
         with pytest.raises(AuthError, match="Invalid JWT Signature"):
             await provider.get(cal, "abcdef")
@@ -144,10 +147,7 @@ async def test_timed_events_are_written_in_the_calendars_zone_when_they_name_non
     provider: GoogleProvider, cal: CalendarRef, fake: GoogleFake
 ) -> None:
     fake.user(USERS[0]).primary.time_zone = "Asia/Tokyo"
-    window_start, window_end = hour(-1), hour(30)
-    from hub.spec import Window
-
-    await provider.fetch(cal, Window(window_start, window_end), None)  # learns the zone
+    await provider.fetch(cal, Window(hour(-1), hour(30)), None)  # learns the zone
     await provider.push_one(cal, PushItem("hub-tz", event()))
     (stored,) = fake.events(USERS[0])
     assert stored.fields["start"]["timeZone"] == "Asia/Tokyo"
@@ -160,9 +160,11 @@ async def test_timed_events_are_written_in_the_calendars_zone_when_they_name_non
 async def api(fake: GoogleFake, method: str, path: str, **kw: Any) -> tuple[int, Any]:
     headers = {"Authorization": f"Bearer {fake.issue_token(USERS[0])}"}
     connector = aiohttp.TCPConnector(ssl=fake.ca.client_context())
-    async with aiohttp.ClientSession(connector=connector) as session:
-        async with session.request(method, fake.url + path, headers=headers, **kw) as reply:
-            return reply.status, await reply.json(content_type=None)
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        session.request(method, fake.url + path, headers=headers, **kw) as reply,
+    ):
+        return reply.status, await reply.json(content_type=None)
 
 
 EVENTS = "/calendar/v3/calendars/primary/events"
@@ -224,3 +226,63 @@ async def test_the_fake_keeps_a_deleted_events_id_and_drops_long_properties(
     assert (status, again["error"]["errors"][0]["reason"]) == (409, "duplicate")
     status, gone = await api(fake, "DELETE", f"{EVENTS}/calhubtest1")
     assert (status, gone["error"]["errors"][0]["reason"]) == (410, "deleted")
+
+
+async def test_listings_page_with_page_token_up_to_the_sync_token(
+    fake: GoogleFake, key_file: Path, cal: CalendarRef
+) -> None:
+    for i in range(5):
+        fake.owner_create(USERS[0], f"E{i}", hour(1 + i), hour(1 + i, 11))
+    async with GoogleProvider(account_for(fake, key_file, page_size=2)) as provider:
+        first = await provider.fetch(cal, Window(hour(-1), hour(30)), None)
+        assert sorted(e.data.subject for e in first.changed) == [f"E{i}" for i in range(5)]
+        assert fake.user(USERS[0]).requests == 3  # pages of 2, 2 and 1
+        fake.owner_edit(USERS[0], first.changed[0].remote_id, summary="moved")
+        again = await provider.fetch(cal, Window(hour(-1), hour(30)), first.cursor)
+        assert [e.data.subject for e in again.changed] == ["moved"]
+
+
+async def test_show_as_free_is_transparent(
+    provider: GoogleProvider, cal: CalendarRef, fake: GoogleFake
+) -> None:
+    free = await provider.push_one(cal, PushItem("hub-free", event(show_as="free")))
+    busy = await provider.push_one(cal, PushItem("hub-busy", event(1, show_as="busy")))
+    stored = {e.id: e.fields["transparency"] for e in fake.events(USERS[0])}
+    assert stored == {free.remote_id: "transparent", busy.remote_id: "opaque"}
+    assert (await provider.get(cal, free.remote_id)).data.show_as == "free"
+    assert (await provider.get(cal, busy.remote_id)).data.show_as == "busy"
+
+
+async def test_user_limits_hold_the_concurrency_and_the_per_minute_budget() -> None:
+    now = [0.0]
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:  # a clock that moves only when waited on
+        waits.append(seconds)
+        now[0] += seconds
+
+    limits = UserLimits(2, 60, clock=lambda: now[0], sleep=sleep)
+    async with limits.hold("a@x", 50):
+        pass
+    assert waits == []  # a minute's worth is there at once
+    async with limits.hold("A@x", 20):  # the same user: 10 calls short, 1 call per second
+        pass
+    assert waits == [pytest.approx(10.0)]
+    async with limits.hold("b@x", 60):  # another user has its own budget
+        pass
+    assert len(waits) == 1
+
+    running, peak = 0, 0
+
+    async def request() -> None:
+        nonlocal running, peak
+        async with limits.hold("c@x"):
+            running += 1
+            peak = max(peak, running)
+            await asyncio.sleep(0)
+            running -= 1
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(6):
+            tg.start_soon(request)
+    assert peak == 2
