@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
 
 from hub.spec import (
     AccountConfig,
@@ -90,6 +91,27 @@ class GoogleProvider(Provider):
             help="calls per user per minute (Google allows 600)",
         ),
     )
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
+        key, client = options.get("service_account_file"), options.get("client_id")
+        if key and client:
+            yield "client_id", "set service_account_file (Workspace) or client_id, not both"
+        elif not key and not client:
+            yield (
+                "service_account_file",
+                "set service_account_file (Workspace) or client_id + client_secret_env"
+                " (personal accounts)",
+            )
+        elif client and not options.get("client_secret"):
+            yield "client_secret", "client_id needs client_secret_env (or client_secret_file)"
+        split = urlsplit(str(options.get("base_url") or DEFAULT_BASE_URL))
+        if split.scheme != "https" and split.hostname not in ("127.0.0.1", "localhost"):
+            yield "base_url", "must be an https URL"
+        if not 1 <= int(options.get("page_size") or 250) <= 2500:
+            yield "page_size", "must be 1..2500 (Google's maxResults)"
+        if int(options.get("requests_per_minute") or 500) < 1:
+            yield "requests_per_minute", "must be at least 1"
 
     def __init__(self, account: AccountConfig, telemetry: Telemetry | None = None) -> None:
         super().__init__(account, telemetry)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hub.model import Agent
-from hub.spec import AccountConfig, CalendarRef
+from hub.spec import AccountConfig, CalendarRef, account_config
 from hub.store.sqlite import SqliteStore
 from plugins.google import GoogleProvider
 from tests.fakes.google import GoogleFake
@@ -48,7 +48,7 @@ def account_for(
     if key_file is not None:
         options["service_account_file"] = str(key_file)
     options.update(overrides)
-    return AccountConfig(name=name, provider="google", options=options)
+    return account_config(GoogleProvider, name, options)  # defaults and check_options applied
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from hub.spec import (
     PushResult,
     TransientError,
     Window,
+    account_config,
 )
 from plugins.google import GoogleProvider
 from plugins.google.client import DISCOVERY_FILE, UserLimits
@@ -286,3 +288,18 @@ async def test_user_limits_hold_the_concurrency_and_the_per_minute_budget() -> N
         for _ in range(6):
             tg.start_soon(request)
     assert peak == 2
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        ({}, "accounts.t.service_account_file: set service_account_file"),
+        ({"service_account_file": "sa.json", "client_id": "c"}, "accounts.t.client_id: set"),
+        ({"client_id": "c"}, "accounts.t.client_secret: client_id needs client_secret_env"),
+        ({"service_account_file": "sa.json", "base_url": "http://proxy/"}, "base_url: must be"),
+        ({"service_account_file": "sa.json", "page_size": 5000}, "page_size: must be 1..2500"),
+    ],
+)
+def test_options_are_checked_when_the_config_loads(options: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        account_config(GoogleProvider, "t", options)
