@@ -24,7 +24,7 @@ from hub.durations import parse_duration
 from hub.mail.settings import AGENT_EMAIL_KEYS, EmailSettings, check_agent_copies, read_email
 from hub.model import Agent, ConflictPolicy, Policy, RemoteDelete, is_colour
 from hub.render import check_template
-from hub.spec import AccountConfig, Option, ProviderRegistry
+from hub.spec import AccountConfig, Option, Provider, ProviderRegistry
 
 DEFAULT_SUBJECT_TEMPLATE = "[#{request_id}] {request_subject}"
 DEFAULT_BODY_TEMPLATE = "{note}"
@@ -484,6 +484,7 @@ def _secret(t: _Table, option: Option, env: Mapping[str, str]) -> object:
 def _account(
     name: str, t: _Table, registry: ProviderRegistry, env: Mapping[str, str]
 ) -> AccountConfig | None:
+    before = len(t.problems)
     provider = t.take("provider", _str, "")
     if not provider:
         if not t.has("provider"):
@@ -511,7 +512,21 @@ def _account(
         for k in ((f"{o.key}_env", f"{o.key}_file") if o.secret else (o.key,))
     )
     t.unknown(["provider", *known])
+    if len(t.problems) == before and not _provider_accepts(t, cls, options):
+        return None
     return AccountConfig(name=name, provider=provider, options=options)
+
+
+def _provider_accepts(t: _Table, cls: type[Provider], options: Mapping[str, Any]) -> bool:
+    """Run the provider's own option check (a URL's form, a range), so that a bad value
+    stops the service at start instead of failing its first sync."""
+    try:
+        found = [(str(key), str(reason)) for key, reason in cls.check_options(options)]
+    except Exception as exc:  # a plugin's bug is reported like a bad value, never a traceback
+        found = [("provider", f"{cls.name} could not check its options: {exc!r}")]
+    for key, reason in found:
+        t.problem(key, reason)
+    return not found
 
 
 def _names(registry: ProviderRegistry) -> str:

@@ -50,6 +50,7 @@ from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Literal, Protocol
+from urllib.parse import urlsplit
 
 import pluggy
 
@@ -720,6 +721,20 @@ def account_config(
     if problems:
         raise ValueError("\n".join(problems))
     return AccountConfig(name=name, provider=provider.name, options=values)
+
+
+def http_url_problem(url: object) -> str | None:
+    """Why ``url`` is not an absolute http(s) URL with a host (None: it is one). For
+    :meth:`Provider.check_options` of a provider talking to a web service."""
+    text = str(url or "").strip()
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        return f"not a usable URL ({exc}): {text!r}"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"expected an http:// or https:// URL with a host, got {text!r}"
+    return None
 
 
 def as_utc(value: datetime | date) -> datetime:

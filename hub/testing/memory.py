@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -64,11 +64,13 @@ __all__ = [
 DEFAULT_MAX_BATCH = 20
 
 
-def _number(options: Any, key: str, default: float, minimum: float, account: str) -> float:
-    value = options.get(key, default)
+def _number_problem(options: Mapping[str, Any], key: str, minimum: float) -> str | None:
+    value = options.get(key)
+    if value is None:
+        return None
     if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-        raise ValueError(f"accounts.{account}.{key}: expected a number >= {minimum}, got {value!r}")
-    return value
+        return f"expected a number >= {minimum}, got {value!r}"
+    return None
 
 
 class MemoryProvider(Provider):
@@ -86,23 +88,31 @@ class MemoryProvider(Provider):
     max_batch: ClassVar[int] = DEFAULT_MAX_BATCH  # the default; the option sets it per account
     client_ids: ClassVar[bool] = False
 
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
+        for key, minimum in (("latency_ms", 0), ("max_batch", 1)):
+            problem = _number_problem(options, key, minimum)
+            if problem:
+                yield key, problem
+        server = options.get("server")  # tests hand a server object in (not a file key)
+        if server is not None and not isinstance(server, MemoryServer):
+            yield "server", "expected a MemoryServer"
+        if server is not None and options.get("state_file"):
+            yield "server", "give either server or state_file"
+
     def __init__(self, account: AccountConfig, telemetry: Telemetry | None = None) -> None:
         super().__init__(account, telemetry)
         opts = account.options
-        server = opts.get("server")
+        for key, reason in self.check_options(opts):
+            raise ValueError(f"accounts.{account.name}.{key}: {reason}")
         state_file = opts.get("state_file")
-        if server is not None and not isinstance(server, MemoryServer):
-            raise ValueError(f"accounts.{account.name}.server: expected a MemoryServer")
-        if server is not None and state_file:
-            raise ValueError(f"accounts.{account.name}: give either server or state_file")
         self.state_file: Path | None = Path(state_file) if state_file else None
-        self.server: MemoryServer = server or MemoryServer()
+        self.server: MemoryServer = opts.get("server") or MemoryServer()
         latency = opts.get("latency_ms")
-        self._latency_ms: float | None = (
-            None if latency is None else _number(opts, "latency_ms", 0, 0, account.name)
-        )
+        self._latency_ms: float | None = None if latency is None else float(latency)
         # An instance attribute shadowing the class flag: the engine reads provider.max_batch.
-        self.max_batch = int(_number(opts, "max_batch", DEFAULT_MAX_BATCH, 1, account.name))
+        max_batch = opts.get("max_batch")
+        self.max_batch = DEFAULT_MAX_BATCH if max_batch is None else int(max_batch)
         self.requests = 0  # requests this provider object sent (the server counts all)
         self._limiter: anyio.CapacityLimiter | None = None
         self._save_lock: anyio.Lock | None = None

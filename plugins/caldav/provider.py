@@ -12,9 +12,9 @@ resource found there is linked when it carries our hub id. Updates and deletes s
 from __future__ import annotations
 
 import ssl
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import ClassVar
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hub.spec import (
@@ -36,6 +36,7 @@ from hub.spec import (
     RemoteEvent,
     Telemetry,
     Window,
+    http_url_problem,
 )
 from plugins.caldav import davxml, ical
 from plugins.caldav.checks import run_checks
@@ -71,20 +72,28 @@ class CalDAVProvider(Provider):
     client_ids: ClassVar[bool] = True
     max_concurrency: ClassVar[int] = 4
 
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
+        problem = http_url_problem(options.get("url"))
+        if problem:
+            yield "url", problem
+        zone_name = str(options.get("timezone") or "UTC")
+        try:
+            ZoneInfo(zone_name)
+        except (ZoneInfoNotFoundError, ValueError):
+            yield "timezone", f"unknown time zone {zone_name!r}"
+        timeout = options.get("timeout")
+        if timeout is not None and not 0 < float(timeout) <= 3600:
+            yield "timeout", f"expected seconds between 0 and 3600, got {timeout!r}"
+
     def __init__(self, account: AccountConfig, telemetry: Telemetry | None = None) -> None:
         """Raises ValueError naming the option when the account's options are unusable."""
         super().__init__(account, telemetry)
         opts = account.options
-        zone_name = str(opts.get("timezone") or "UTC")
-        try:
-            self.zone = ZoneInfo(zone_name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"accounts.{account.name}.timezone: unknown time zone {zone_name!r}"
-            ) from None
+        for key, reason in self.check_options(opts):
+            raise ValueError(f"accounts.{account.name}.{key}: {reason}")
+        self.zone = ZoneInfo(str(opts.get("timezone") or "UTC"))
         url = str(opts.get("url") or "")
-        if not url.startswith(("http://", "https://")):
-            raise ValueError(f"accounts.{account.name}.url: not an http(s) URL: {url!r}")
         self.client = DavClient(
             url,
             Credentials(

@@ -11,9 +11,9 @@ without them.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 import anyio
@@ -34,6 +34,7 @@ from hub.spec import (
     RemoteEvent,
     Telemetry,
     Window,
+    http_url_problem,
 )
 from plugins.graph365.batch import MAX_BATCH, BatchRequest, run_batch
 from plugins.graph365.delta import fetch_delta
@@ -52,6 +53,8 @@ if TYPE_CHECKING:
     from plugins.graph365.client import GraphHttp
 
 DEFAULT_BASE_URL = "https://graph.microsoft.com/v1.0"
+# A sanity bound for odata.maxpagesize (Graph caps pages itself; no documented maximum).
+MAX_PAGE_SIZE = 1000
 INSTALL_HINT = "graph365 needs msgraph-sdk and azure-identity: install calhub[graph]"
 
 
@@ -74,6 +77,19 @@ class GraphProvider(Provider):
         Option("ca_file", help="CA bundle for TLS (proxies, tests)"),
         Option("page_size", type=int, default=100, help="events per delta page"),
     )
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
+        for key in ("base_url", "authority"):
+            if options.get(key):
+                problem = http_url_problem(options[key])
+                if problem:
+                    yield key, problem
+        page = options.get("page_size")
+        if page is not None and not 1 <= page <= MAX_PAGE_SIZE:
+            yield "page_size", f"expected 1 to {MAX_PAGE_SIZE} events per page, got {page!r}"
+        if options.get("client_secret") and options.get("certificate_file"):
+            yield "client_secret", "set client_secret or certificate_file, not both"
 
     def __init__(self, account: AccountConfig, telemetry: Telemetry | None = None) -> None:
         super().__init__(account, telemetry)
