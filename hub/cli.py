@@ -136,9 +136,15 @@ def cmd_providers(plugins: Plugins) -> int:
     for name in registry.names():
         cls = registry.get(name)
         assert cls is not None
-        print(f"{name:<12} {cls.title}  [plugin {registry.origin(name)}]  {_flags(cls)}")
+        source = registry.source(name)
+        dist = f" from {source.distribution} {source.version or ''}".rstrip()
+        where = f"[plugin {source.plugin}]{dist if source.distribution else ''}"
+        print(f"{name:<12} {cls.title}  {where}  {_flags(cls)}")
         for option in cls.options:
             print(f"    {_option_line(option)}")
+    for name, clashing in registry.clashes().items():
+        who = " and ".join(o.describe() for o in clashing)
+        print(f"provider {name!r} is registered by {who}: neither is used")
     for error in plugins.errors:
         print(f"plugin {error.plugin} failed to load: {error.reason}")
     return 0

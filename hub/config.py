@@ -491,6 +491,15 @@ def _account(
             t.problem("provider", f"required; registered providers: {_names(registry)}")
         return None
     cls = registry.get(provider)
+    clashing = registry.clash(provider)
+    if cls is None and clashing:
+        who = " and ".join(o.describe() for o in clashing)
+        t.problem(
+            "provider",
+            f"provider {provider!r} is registered by {who}; uninstall one of them, or name "
+            "the one to load in CALHUB_PLUGINS",
+        )
+        return None
     if cls is None:
         t.problem("provider", f"unknown provider {provider!r}; registered: {_names(registry)}")
         return None
