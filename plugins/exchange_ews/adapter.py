@@ -74,8 +74,7 @@ HUB_ID_NAME = "calhubId"
 HUB_ID_FIELD = "calhub_id"
 MAX_SYNC_CHANGES = 512  # SyncFolderItems' documented maximum per call
 
-# EWS RequestServerVersion values calhub speaks, with the build exchangelib needs for each.
-# TextBody (the server's text rendering of an HTML body) needs Exchange 2013.
+# records.EWS_VERSIONS with the build and RequestServerVersion exchangelib needs for each.
 VERSIONS: dict[str, tuple[Build, str]] = {
     "Exchange2013": (Build(15, 0), "Exchange2013"),
     "Exchange2013_SP1": (Build(15, 0, 847), "Exchange2013_SP1"),

@@ -22,7 +22,7 @@ listing, which verifies every known event, catches such a delete instead.)
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -52,7 +52,14 @@ from hub.spec import (
 )
 from plugins.exchange_ews.errors import error_for
 from plugins.exchange_ews.mapping import fields_for, remote_event
-from plugins.exchange_ews.records import EwsFault, EwsItem, ItemRef
+from plugins.exchange_ews.records import (
+    AUTH_NAMES,
+    EWS_VERSIONS,
+    MAX_THREADS,
+    EwsFault,
+    EwsItem,
+    ItemRef,
+)
 
 if TYPE_CHECKING:
     from plugins.exchange_ews.adapter import EwsAdapter
@@ -62,7 +69,6 @@ T = TypeVar("T")
 INSTALL_HINT = "exchange_ews needs exchangelib: install calhub[ews]"
 GET_CHUNK = 50  # ids per GetItem: EWS accepts more, but a response per 50 stays small
 DEFAULT_THREADS = 8  # well below EWS's default EWSMaxConcurrency of 27 per service account
-_AUTH = ("ntlm", "basic")
 _RECURRING = {"RecurringMaster"}
 _SERIES = {"Occurrence", "Exception"}
 
@@ -93,6 +99,10 @@ class EwsProvider(Provider):
         Option("max_threads", type=int, default=DEFAULT_THREADS, help="concurrent EWS calls"),
         Option("timeout", type=int, default=60, help="seconds per EWS request"),
     )
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
+        return option_problems(options)
 
     def __init__(self, account: AccountConfig, telemetry: Telemetry | None = None) -> None:
         super().__init__(account, telemetry)
@@ -466,35 +476,48 @@ class EwsProvider(Provider):
         return items
 
 
-def settings_for(account: AccountConfig) -> Any:
-    """The adapter's :class:`Settings` from an account section; PermanentError names a bad key."""
-    from plugins.exchange_ews.adapter import VERSIONS, Settings
-
-    opts = account.options
-    where = f"accounts.{account.name}"
-    auth = str(opts.get("auth") or "ntlm").lower()
-    if auth not in _AUTH:
-        raise PermanentError(f"{where}.auth: {auth!r} is not one of {', '.join(_AUTH)}")
-    version = str(opts.get("version") or "")
-    if version and version not in VERSIONS:
-        raise PermanentError(
-            f"{where}.version: {version!r} is not one of {', '.join(VERSIONS)} (or empty)"
-        )
+def option_problems(opts: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """What is wrong with an account's options, as (key, reason) pairs; no I/O."""
+    problems: list[tuple[str, str]] = []
     url = str(opts.get("url") or "")
     if not url.lower().startswith(("https://", "http://")):
-        raise PermanentError(f"{where}.url: {url!r} is not an http(s) URL of EWS")
-    threads = int(opts.get("max_threads") or DEFAULT_THREADS)
-    if not 1 <= threads <= 27:
-        raise PermanentError(f"{where}.max_threads: {threads} is not between 1 and 27")
+        problems.append(("url", f"{url!r} is not an http(s) URL of EWS (…/EWS/Exchange.asmx)"))
+    auth = str(opts.get("auth") or "ntlm").lower()
+    if auth not in AUTH_NAMES:
+        problems.append(("auth", f"{auth!r} is not one of {', '.join(AUTH_NAMES)}"))
+    version = str(opts.get("version") or "")
+    if version and version not in EWS_VERSIONS:
+        problems.append(
+            ("version", f"{version!r} is not one of {', '.join(EWS_VERSIONS)} (or empty)")
+        )
+    threads = opts.get("max_threads")
+    if threads is not None and not (isinstance(threads, int) and 1 <= threads <= MAX_THREADS):
+        problems.append(("max_threads", f"{threads!r} is not between 1 and {MAX_THREADS}"))
+    timeout = opts.get("timeout")
+    if timeout is not None and not (isinstance(timeout, int) and timeout > 0):
+        problems.append(("timeout", f"{timeout!r} is not a positive number of seconds"))
+    return problems
+
+
+def settings_for(account: AccountConfig) -> Any:
+    """The adapter's :class:`Settings` from an account section; PermanentError names a bad key."""
+    from plugins.exchange_ews.adapter import Settings
+
+    opts = account.options
+    problems = option_problems(opts)
+    if problems:
+        raise PermanentError(
+            "; ".join(f"accounts.{account.name}.{key}: {why}" for key, why in problems)
+        )
     return Settings(
-        url=url,
+        url=str(opts["url"]),
         username=str(opts.get("username") or ""),
         password=str(opts.get("password") or ""),
-        auth=auth,
+        auth=str(opts.get("auth") or "ntlm").lower(),
         ca_file=str(opts["ca_file"]) if opts.get("ca_file") else None,
         verify_tls=bool(opts.get("verify_tls", True)),
-        version=version,
-        max_threads=threads,
+        version=str(opts.get("version") or ""),
+        max_threads=int(opts.get("max_threads") or DEFAULT_THREADS),
         timeout=float(opts.get("timeout") or 60),
     )
 

@@ -10,6 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
+# The EWS versions calhub speaks (RequestServerVersion names; Exchange2019 speaks Exchange2016).
+# TextBody, the server's text rendering of an HTML body, needs Exchange 2013.
+EWS_VERSIONS = ("Exchange2013", "Exchange2013_SP1", "Exchange2016", "Exchange2019")
+AUTH_NAMES = ("ntlm", "basic")
+MAX_THREADS = 27  # EWS's default EWSMaxConcurrency per account
+
 
 @dataclass(frozen=True, slots=True)
 class ItemRef:

@@ -10,7 +10,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from hub.spec import AuthError, CalendarRef, EventData, PushItem, Window
+from hub.spec import AuthError, CalendarRef, EventData, PushItem, Window, account_config
 from plugins.exchange_ews import EwsProvider
 from tests.core.admin_support import running_api
 from tests.ews.conftest import account_for
@@ -106,11 +106,18 @@ async def test_without_a_pinned_version_the_probe_runs_once(
     assert fake.ops[("", "ConvertId")] == 1
 
 
-async def test_a_bad_option_is_named(fake: EwsFake) -> None:
-    with pytest.raises(Exception, match=r"accounts\.onprem\.auth: 'kerberos'"):
-        await EwsProvider(account_for(fake, auth="kerberos")).open()
-    with pytest.raises(Exception, match=r"accounts\.onprem\.version: 'Exchange2003'"):
-        await EwsProvider(account_for(fake, version="Exchange2003")).open()
+def test_bad_options_are_refused_when_the_config_loads(fake: EwsFake) -> None:
+    options = {**fake.account_options(), "auth": "kerberos", "version": "Exchange2003"}
+    options |= {"max_threads": 64, "url": "mail.contoso.com"}
+    with pytest.raises(ValueError) as caught:
+        account_config(EwsProvider, "onprem", options)
+    lines = str(caught.value).splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "accounts.onprem.url", "accounts.onprem.auth", "accounts.onprem.version",
+        "accounts.onprem.max_threads",
+    ]  # fmt: skip
+    assert "'kerberos' is not one of ntlm, basic" in lines[1]
+    assert account_config(EwsProvider, "onprem", fake.account_options()).options["auth"] == "ntlm"
 
 
 async def test_the_admin_api_answers_while_an_ews_call_is_held_open(
