@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -74,10 +74,21 @@ _SERIES = {"Occurrence", "Exception"}
 
 
 @dataclass(slots=True)
-class _Pending:
-    """Remote ids the hub created in one calendar since that calendar's last fetch."""
+class _Written:
+    """What the hub wrote to one calendar since that calendar's last fetch: the remote ids
+    it created, and the ChangeKey each write (create or update) left the item with."""
 
-    ids: set[str]
+    created: set[str] = field(default_factory=set)
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def snapshot(self) -> _Written:
+        return _Written(set(self.created), dict(self.versions))
+
+    def forget(self, seen: _Written) -> None:
+        self.created -= seen.created
+        for item_id, version in seen.versions.items():
+            if self.versions.get(item_id) == version:
+                del self.versions[item_id]
 
 
 class EwsProvider(Provider):
@@ -108,7 +119,7 @@ class EwsProvider(Provider):
         super().__init__(account, telemetry)
         self._adapter: EwsAdapter | None = None
         self._limiter: anyio.CapacityLimiter | None = None
-        self._pending: dict[tuple[str, str], _Pending] = {}
+        self._written: dict[tuple[str, str], _Written] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -140,15 +151,13 @@ class EwsProvider(Provider):
 
     async def fetch(self, cal: CalendarRef, window: Window, cursor: str | None) -> FetchResult:
         mailbox = _mailbox(cal)
-        key = (mailbox.lower(), cal.calendar)
-        pending = set(self._pending.get(key, _Pending(set())).ids)
+        written = self._written.setdefault((mailbox.lower(), cal.calendar), _Written())
+        seen = written.snapshot()
         if cursor is None:
             result = await self._full(cal, window)
         else:
-            result = await self._incremental(cal, window, cursor, pending)
-        left = self._pending.get(key)
-        if left is not None:
-            left.ids -= pending
+            result = await self._incremental(cal, window, cursor, seen)
+        written.forget(seen)
         return result
 
     async def push(self, cal: CalendarRef, items: Sequence[PushItem]) -> list[PushOutcome]:
@@ -177,13 +186,13 @@ class EwsProvider(Provider):
             for (i, _), outcome in zip(group, results, strict=True):
                 outcomes[i] = outcome
             done += len(group)
-        created = {
-            outcome.remote_id for i, _ in creates if isinstance(outcome := outcomes[i], PushResult)
-        }
-        if created:
-            self._pending.setdefault(
-                (mailbox.lower(), cal.calendar), _Pending(set())
-            ).ids |= created
+        written = self._written.setdefault((mailbox.lower(), cal.calendar), _Written())
+        for i, _ in creates:
+            if isinstance(outcome := outcomes[i], PushResult):
+                written.created.add(outcome.remote_id)
+        for outcome in outcomes.values():
+            if isinstance(outcome, PushResult):
+                written.versions[outcome.remote_id] = outcome.version
         return [outcomes[i] for i in range(len(items))]
 
     async def delete(self, cal: CalendarRef, remote_id: str, version: str | None) -> None:
@@ -197,9 +206,10 @@ class EwsProvider(Provider):
                     item=remote_id,
                 )
         await self._run("delete", cal, self.adapter.delete, mailbox, remote_id, item=remote_id)
-        pending = self._pending.get((mailbox.lower(), cal.calendar))
-        if pending is not None:
-            pending.ids.discard(remote_id)
+        written = self._written.get((mailbox.lower(), cal.calendar))
+        if written is not None:
+            written.created.discard(remote_id)
+            written.versions.pop(remote_id, None)
 
     async def get(self, cal: CalendarRef, remote_id: str) -> RemoteEvent:
         item = await self._get_one(cal, remote_id, "get")
@@ -255,15 +265,23 @@ class EwsProvider(Provider):
         return result
 
     async def _incremental(
-        self, cal: CalendarRef, window: Window, cursor: str, pending: set[str]
+        self, cal: CalendarRef, window: Window, cursor: str, written: _Written
     ) -> FetchResult:
         mailbox = _mailbox(cal)
         changes = await self._run("sync", cal, self.adapter.sync, mailbox, cal.calendar, cursor)
         result = FetchResult(cursor=changes.state, deleted=list(dict.fromkeys(changes.deleted)))
         reported = {ref.item_id for ref in changes.changed} | set(changes.deleted)
         # The net-change trap (module docstring): our creates that did not come back.
-        unconfirmed = sorted(pending - reported)
-        changed = list(dict.fromkeys(ref.item_id for ref in changes.changed))
+        unconfirmed = sorted(written.created - reported)
+        # Our own writes coming back with the ChangeKey the write left are what the hub
+        # already has: no GetItem (the pass after a push costs one request, not one per 50).
+        changed = list(
+            dict.fromkeys(
+                ref.item_id
+                for ref in changes.changed
+                if written.versions.get(ref.item_id) != ref.change_key
+            )
+        )
         ids = changed + unconfirmed
         if not ids:
             return result
