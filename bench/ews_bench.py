@@ -8,7 +8,8 @@ calhub's alone, exchangelib's XML work included) and adds a latency to every req
 
 * ``initial``: first pass of every agent: a full listing, then every appointment pushed in
   CreateItem batches (each after a FindItem on the hub ids, the idempotent create);
-* ``echo``: the next pass reads calhub's own creates back once (SyncFolderItems + GetItem);
+* ``echo``: the next pass, where SyncFolderItems reports calhub's own creates back (with the
+  ChangeKeys the creates returned, so nothing is read again);
 * ``no_change``: nothing changed anywhere: one SyncFolderItems per agent;
 * ``change_1pct``: 1 % of the appointments moved in the hub: one UpdateItem batch per agent.
 
@@ -18,7 +19,7 @@ calhub's alone, exchangelib's XML work included) and adds a latency to every req
 Requests are SOAP requests counted by the fake (NTLM handshake legs excluded; they happen once
 per connection). Prints human-readable figures, then one JSON line per phase (format in
 DESIGN.md), with the thread-pool size and requests per pushed event. Targets: 1 request per
-agent in ``no_change``; about 2/50 requests per pushed event in ``initial``.
+agent in ``echo`` and ``no_change``; about 2/50 requests per pushed event in ``initial``.
 """
 
 from __future__ import annotations
