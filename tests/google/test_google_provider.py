@@ -303,3 +303,24 @@ async def test_user_limits_hold_the_concurrency_and_the_per_minute_budget() -> N
 def test_options_are_checked_when_the_config_loads(options: dict[str, Any], problem: str) -> None:
     with pytest.raises(ValueError, match=re.escape(problem)):
         account_config(GoogleProvider, "t", options)
+
+
+async def test_a_create_answered_409_brings_the_earlier_event_up_to_date(
+    provider: GoogleProvider, cal: CalendarRef, fake: GoogleFake
+) -> None:
+    first = await provider.push_one(cal, PushItem("hub-late", event()))
+    newer = EventData("Visit, moved", hour(5), hour(5, 11))  # the hub changed meanwhile
+    again = await provider.push_one(cal, PushItem("hub-late", newer))
+    assert again.remote_id == first.remote_id and again.version != first.version
+    (stored,) = fake.events(USERS[0])
+    assert stored.fields["summary"] == "Visit, moved"
+
+
+async def test_a_create_whose_id_google_keeps_for_a_deleted_event_gets_its_own_id(
+    provider: GoogleProvider, cal: CalendarRef, fake: GoogleFake
+) -> None:
+    first = await provider.push_one(cal, PushItem("hub-gone", event()))
+    fake.owner_delete(USERS[0], first.remote_id)
+    again = await provider.push_one(cal, PushItem("hub-gone", event()))  # no `replaces` known
+    assert again.remote_id == event_id("hub-gone", first.remote_id) != first.remote_id
+    assert fake.hub_ids(USERS[0]) == ["hub-gone"]
