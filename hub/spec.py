@@ -138,7 +138,8 @@ class CalendarRef:
     """Which calendar at an account: the agent, its mailbox address and calendar address.
 
     ``calendar`` is the value of the agent's ``calendar`` key: empty means the mailbox's default
-    calendar (Graph/EWS: default calendar; Google: the agent's email; CalDAV: discovered).
+    calendar (Graph/EWS: default calendar; Google: the user's primary calendar; CalDAV:
+    discovered).
     """
 
     agent_id: str

@@ -108,7 +108,7 @@ async def test_authorize_then_sync_then_a_revoked_token_needs_attention(
     db = tmp_path / "hub.db"
 
     assert await run("authorize", "personal", "--agent", "alice", "--config", config) == 0
-    (token,) = fake.refresh_tokens  # the one Google handed out
+    (token,) = list(fake.refresh_tokens)  # the one Google handed out
     with sqlite3.connect(db) as conn:
         stored = conn.execute("SELECT agent_id, account, secret FROM agent_secrets").fetchall()
     assert stored == [("alice", "personal", token)]
@@ -128,11 +128,13 @@ async def test_authorize_then_sync_then_a_revoked_token_needs_attention(
 
 
 async def cli_sync_after_revoke(config: str, fake: GoogleFake, capsys: pytest.CaptureFixture):
+    assert await run("authorize", "personal", "--agent", "bob", "--config", config) == 0
     fake.revoke_refresh_tokens(USERS[0])
-    assert await run("sync", "--agent", "alice", "--config", config) == 1
-    err = capsys.readouterr().err
+    assert await run("sync", "--config", config) == 1
+    out, err = capsys.readouterr()
     assert "alice: authentication refused" in err
     assert "invalid_grant" in err and "calhub authorize personal --agent alice" in err
+    assert "bob: ok" in out and "bob" not in err  # only the revoked agent needs attention
     assert await run("authorize", "personal", "--agent", "alice", "--config", config) == 0
     assert await run("sync", "--agent", "alice", "--config", config) == 0
     capsys.readouterr()
