@@ -35,6 +35,8 @@ from hub.store.outbox import FAILED, PENDING, SENDING, SENT, OutboxMessage
 log = logging.getLogger(__name__)
 
 ORIGIN = "mail"
+SENT_RETENTION = timedelta(days=30)  # sent messages are kept this long for GET /outbox
+PRUNE_EVERY = timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +94,12 @@ class OutboxSender:
     async def run(self) -> None:
         """Send until :meth:`stop`: recover messages left ``sending``, then each due batch."""
         await self.recover()
+        pruned_at: datetime | None = None
         while not self._closing:
             try:
+                if pruned_at is None or self.clock() - pruned_at >= PRUNE_EVERY:
+                    pruned_at = self.clock()
+                    await self.prune()
                 await self.send_due()
             except Exception:  # a database hiccup must not end the sender for good
                 log.exception("sending the outbox failed; retrying")
@@ -111,6 +117,14 @@ class OutboxSender:
         except Exception:
             log.exception("reading the outbox failed")
             return None
+
+    async def prune(self) -> int:
+        """Forget the messages sent more than :data:`SENT_RETENTION` ago."""
+        async with self.store.transaction(ORIGIN) as tx:
+            gone = await tx.delete_sent_messages(self.clock() - SENT_RETENTION)
+        if gone:
+            log.info("outbox: forgot %d message(s) sent over %s ago", gone, SENT_RETENTION)
+        return gone
 
     async def recover(self) -> int:
         """Messages left ``sending`` by a process that stopped mid-send become pending again

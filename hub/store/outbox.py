@@ -89,6 +89,10 @@ class OutboxWrites(ABC):
     async def get_message(self, message_id: int) -> OutboxMessage | None: ...
 
     @abstractmethod
+    async def delete_sent_messages(self, before: datetime) -> int:
+        """Forget messages sent before ``before`` (retention); returns how many went."""
+
+    @abstractmethod
     async def pending_message_for(
         self, appointment_id: str, recipient: str
     ) -> OutboxMessage | None:

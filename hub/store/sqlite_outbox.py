@@ -158,6 +158,13 @@ class OutboxTxWrites:
     async def delete_message(self, message_id: int) -> None:
         await self._run("DELETE FROM outbox WHERE id = ?", (message_id,))
 
+    async def delete_sent_messages(self, before: datetime) -> int:
+        cursor = await self._run(
+            "DELETE FROM outbox WHERE state = 'sent' AND sent_at < ?",
+            (codec.encode_time(before, "before"),),
+        )
+        return int(cursor.rowcount)
+
     async def put_attention(self, mark: AttentionMark) -> None:
         changed = codec.encode_time(mark.changed_at, "changed_at") if mark.changed_at else None
         await self._run(

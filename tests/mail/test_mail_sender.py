@@ -187,3 +187,15 @@ async def test_a_message_due_on_a_whole_second_is_due_within_that_second(hub: Ma
     await hub.rules.book("1", BOOKING)  # not_before: NOW + 30 s, a whole second
     hub.clock.advance(seconds=30.5)
     assert await hub.sender.send_due() == 2
+
+
+async def test_sent_messages_are_forgotten_after_their_retention(hub: MailHub) -> None:
+    await hub.rules.book("1", BOOKING)
+    hub.server.handler.refuse["coord@example.com"] = "550 5.1.1 No such user here"
+    await hub.deliver()
+    hub.clock.advance(days=29)
+    assert await hub.sender.prune() == 0
+    hub.clock.advance(days=2)
+    assert await hub.sender.prune() == 1
+    remaining = await hub.store.list_messages(states=(SENT, FAILED))
+    assert [m.state for m in remaining] == [FAILED]  # a failure stays until retried
