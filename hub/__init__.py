@@ -10,6 +10,7 @@ for a plugin's tests.
 from hub.spec import (
     AccountConfig,
     AgentSecrets,
+    AttentionNeeded,
     AuthError,
     CalendarRef,
     CallStatus,
@@ -43,6 +44,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AccountConfig",
     "AgentSecrets",
+    "AttentionNeeded",
     "AuthError",
     "CalendarRef",
     "CallStatus",

@@ -33,6 +33,7 @@ Errors
      +-- TransientError      retry later (``retry_after`` seconds when the service says)
      +-- AuthError           credentials refused (``mailbox``: only this mailbox)
      +-- NotFoundError       the event, or the calendar, does not exist
+     +-- AttentionNeeded     someone must act first (an agent program offline too long)
      +-- PreconditionFailed  the version sent is stale
      +-- PermanentError      this item is refused for good
      +-- CursorInvalid       the cursor expired or was rejected
@@ -101,6 +102,12 @@ class AuthError(ProviderError):
 
 class NotFoundError(ProviderError):
     """The event (or calendar) does not exist."""
+
+
+class AttentionNeeded(ProviderError):
+    """Someone must act before this agent's calendar can sync (its agent program has been
+    offline too long, say): the pass ends ``needs-attention`` for this agent, which alerts
+    the administrators (``[email] alerts_to``) once, and once more when a pass works again."""
 
 
 class PreconditionFailed(ProviderError):

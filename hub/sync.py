@@ -51,6 +51,7 @@ from hub.reconcile import (
 )
 from hub.render import render_event
 from hub.spec import (
+    AttentionNeeded,
     AuthError,
     CalendarRef,
     CursorInvalid,
@@ -190,6 +191,10 @@ class AgentSync:
         except NotFoundError as exc:
             result.result, error_kind = "needs-attention", "not-found"
             result.error = f"calendar not found: {exc.message}"
+            result.scope = "agent"
+        except AttentionNeeded as exc:
+            result.result, error_kind = "needs-attention", "attention"
+            result.error = exc.message
             result.scope = "agent"
         except TransientError as exc:
             result.result, error_kind = "failed", "transient"

@@ -14,7 +14,7 @@ from hub.mail.alerts import AttentionAlerts
 from hub.metrics import Metrics
 from hub.model import Agent, PassResult
 from hub.scheduler import Scheduler
-from hub.spec import AccountConfig, ProviderRegistry
+from hub.spec import AccountConfig, AttentionNeeded, ProviderRegistry
 from hub.testing.memory import MemoryProvider, MemoryServer
 from tests.fakes.smtp import SmtpServer
 from tests.mail.conftest import MailHub, open_hub
@@ -139,3 +139,16 @@ async def test_any_attention_state_counts_and_other_failures_change_nothing(
     await hub.alerts.observe(PassResult("carol", "outlook", "ok"))
     await hub.sender.send_due()
     assert alerts(hub)[-1] == "calhub: agent carol works again"
+
+
+async def test_a_provider_saying_attention_is_needed_alerts_for_that_agent(
+    world: tuple[MailHub, MemoryServer],
+) -> None:
+    hub, memory = world
+    offline = AttentionNeeded("the agent program has been offline for more than 8:00:00")
+    memory.fail_next(10, offline, mailbox="carol@example.com")
+    results = await passes(hub)
+    assert results["carol"].result == "needs-attention" and results["carol"].scope == "agent"
+    await passes(hub)
+    assert alerts(hub) == ["calhub: agent carol needs attention"]
+    assert "offline for more than 8:00:00" in text_of(to(hub.server, ADMINS[0])[0])

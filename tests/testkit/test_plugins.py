@@ -191,6 +191,6 @@ def test_the_guide_documents_every_method_flag_and_error() -> None:
         for name, cls in inspect.getmembers(spec, inspect.isclass)
         if issubclass(cls, spec.ProviderError) and cls is not spec.ProviderError
     ]
-    assert len(errors) == 6
+    assert len(errors) == 7
     for name in errors:
         assert re.search(rf"^\| `{name}[`(]", docs, re.M), name
