@@ -273,3 +273,20 @@ async def test_the_message_is_in_the_outbox_when_the_change_commits(hub: MailHub
         ("coord@example.com", "created", appt.id, "pending"),
     }
     assert all(m.not_before == hub.clock() + timedelta(seconds=30) for m in waiting)
+
+
+async def test_reassigning_through_the_rules_api_tells_both_sides(hub: MailHub) -> None:
+    (appt,) = await hub.rules.book("4", booking())
+    await hub.deliver()
+    moved = await hub.rules.change(appt.id, Change(agent="bob"))
+    await hub.deliver()
+    (to_bob,) = to(hub.server, "bob@example.com")
+    from_alice = to(hub.server, "alice@example.com")[1:] + to(hub.server, "coord@example.com")[1:]
+    assert len(from_alice) == 2
+    for message in [to_bob, *from_alice]:
+        assert message["Subject"].startswith("Reassigned: [#4] Replace printer")
+        assert "Reassigned from Alice Smith to Bob Jones." in text_of(message)
+    assert str(event_of(ics_of(to_bob))["UID"]) == f"{moved.id}@calhub"
+    for message in from_alice:
+        event = event_of(ics_of(message))
+        assert str(event["UID"]) == f"{appt.id}@calhub" and str(event["STATUS"]) == "CANCELLED"
