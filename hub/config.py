@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+from hub.calendars import clash, sharing
 from hub.durations import parse_duration
 from hub.mail.settings import AGENT_EMAIL_KEYS, EmailSettings, check_agent_copies, read_email
 from hub.model import Agent, ConflictPolicy, Policy, RemoteDelete, is_colour
@@ -125,6 +126,9 @@ class Config:
     # stored for that agent (an unset key is not a reset).
     agent_keys: Mapping[str, frozenset[str]] = field(default_factory=dict)
     email: EmailSettings | None = None  # [email]: None when the section is absent
+    # Accounts whose provider gives every agent with an empty `calendar` one same calendar
+    # (CalDAV: the principal's default), for :mod:`hub.calendars`.
+    account_wide_default: frozenset[str] = frozenset()
 
 
 # --------------------------------------------------------------------------- loading
@@ -666,6 +670,12 @@ def load_config(
     else:
         check_agent_copies(root.data.get("agents"), problems)
     root.unknown(["hub", "admin", "calendar", "accounts", "agents", "email"])
+    account_wide = frozenset(
+        name
+        for name, account in accounts.items()
+        if not getattr(registry.get(account.provider), "calendar_per_mailbox", True)
+    )
+    _shared_calendars(root.data.get("agents", []), agents, account_wide, problems)
     if problems:
         raise ConfigError(problems)
     return Config(
@@ -677,4 +687,22 @@ def load_config(
         path=path,
         agent_keys=agent_keys,
         email=email,
+        account_wide_default=account_wide,
     )
+
+
+def _shared_calendars(
+    entries: object, agents: tuple[Agent, ...], account_wide: frozenset[str], problems: list[str]
+) -> None:
+    """A problem for each agent that would sync the remote calendar of an earlier one."""
+    index = {
+        entry.get("id"): i
+        for i, entry in enumerate(entries if isinstance(entries, list) else [])
+        if isinstance(entry, dict)
+    }
+    for n, agent in enumerate(agents):
+        other = sharing(agent, agents[:n], account_wide)
+        if other is not None:
+            problems.append(
+                f"agents[{index.get(agent.id, n)}].calendar: {clash(agent, other, account_wide)}"
+            )

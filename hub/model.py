@@ -81,7 +81,7 @@ class Agent:
     import_external: bool | None = None  # None: the hub's value
     colour: str | None = None
     feed_token: str = ""
-    source: str = "api"  # "config" (from [[agents]]) or "api"
+    source: str = "api"  # "config" (from [[agents]]), "api", or "retired" (gone from the file)
     created_at: datetime | None = None
     updated_at: datetime | None = None
 

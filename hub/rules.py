@@ -538,6 +538,14 @@ class Rules:
         return decided, stored
 
 
+async def purge_tombstones(tx: Tx, agent_id: str) -> None:
+    """Purge the agent's cancelled appointments: once it has no account, no sync pass will
+    carry their deletes out, and kept they would stay forever."""
+    for appt in await tx.list_appointments(agent_id=agent_id, include_deleted=True):
+        if appt.deleted:
+            await tx.purge_appointment(appt.id)
+
+
 async def _linked_ids(tx: Tx, agent_id: str) -> set[str] | None:
     """Ids of the agent's appointments with a sync status row; None when it has no account.
 
@@ -571,4 +579,5 @@ __all__ = [
     "Rules",
     "StateConflict",
     "check_span",
+    "purge_tombstones",
 ]

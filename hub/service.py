@@ -25,15 +25,17 @@ from aiohttp import web
 from hub.admin import build_app
 from hub.admin.auth import listen_is_safe, new_feed_token
 from hub.admin.httplog import server_options
+from hub.calendars import clash, sharing
 from hub.config import Config, ConfigError
 from hub.housekeeping import run_daily
 from hub.mail.service import MailService
 from hub.metrics import Metrics
 from hub.model import Agent
 from hub.redact import RedactSecrets
+from hub.rules import purge_tombstones
 from hub.scheduler import Scheduler
 from hub.spec import ProviderRegistry
-from hub.store import Store, open_store
+from hub.store import Store, Tx, open_store
 
 log = logging.getLogger(__name__)
 
@@ -73,22 +75,66 @@ def _differs(a: Agent, b: Agent) -> bool:
     return any(getattr(a, f) != getattr(b, f) for f in a.__slots__ if f not in skip)
 
 
+RETIRED = "retired"
+
+
 async def upsert_config_agents(store: Store, config: Config) -> list[Agent]:
-    """Bring the config's ``[[agents]]`` into the store; writes only what changed."""
+    """Bring the config's ``[[agents]]`` into the store; writes only what changed.
+
+    An agent the file defined before and no longer does is retired first (see
+    :func:`_retire`). Raises :class:`ConfigError` when a configured agent would sync the
+    same remote calendar as an agent made through the API.
+    """
     stored = {agent.id: agent for agent in await store.list_agents()}
+    configured_ids = {a.id for a in config.agents}
+    gone = [a for a in stored.values() if a.source == "config" and a.id not in configured_ids]
+    if gone:
+        async with store.transaction("config") as tx:
+            for agent in gone:
+                stored[agent.id] = await _retire(tx, agent)
+        log.info(
+            "agents removed from the config file retired (hub calendar and history kept, "
+            "no longer synced): %s",
+            ", ".join(sorted(a.id for a in gone)),
+        )
     changed: list[Agent] = []
+    merged_all = dict(stored)
     for configured in config.agents:
         keys = config.agent_keys.get(configured.id, frozenset())
         existing = stored.get(configured.id)
-        merged = merge_agent(existing, configured, keys)
+        merged = merged_all[configured.id] = merge_agent(existing, configured, keys)
         if existing is None or _differs(existing, merged):
             changed.append(merged)
+    _refuse_shared_calendars(config, merged_all)
     if changed:
         async with store.transaction("config") as tx:
             for agent in changed:
                 await tx.put_agent(agent)
         log.info("agents from the config stored: %s", ", ".join(a.id for a in changed))
     return changed
+
+
+async def _retire(tx: Tx, agent: Agent) -> Agent:
+    """An agent gone from the config file: kept with its hub calendar and history, but
+    without its account, so nothing of it is pushed any more (as for a deleted agent), and
+    editable or deletable through the API like any other."""
+    await purge_tombstones(tx, agent.id)
+    for approval in await tx.list_approvals(pending_only=True):
+        if approval.agent_id == agent.id:
+            await tx.decide_approval(approval.id, False, "withdrawn: agent left the config file")
+    return await tx.put_agent(replace(agent, source=RETIRED, account=None))
+
+
+def _refuse_shared_calendars(config: Config, agents: dict[str, Agent]) -> None:
+    others = [a for a in agents.values() if a.source != "config"]
+    for i, configured in enumerate(config.agents):  # all valid: the file's own indexes
+        agent = agents[configured.id]
+        other = sharing(agent, others, config.account_wide_default)
+        if other is not None:
+            reason = clash(agent, other, config.account_wide_default)
+            raise ConfigError(
+                [f"agents[{i}].calendar: {reason} (agent {other.id!r} was made through the API)"]
+            )
 
 
 @contextlib.contextmanager

@@ -427,6 +427,9 @@ class Provider:
                         create addresses the same resource.
     ``read_only``       the engine never pushes or deletes (import only).
     ``max_concurrency`` concurrent requests per mailbox (Graph allows 4).
+    ``calendar_per_mailbox`` an agent whose ``calendar`` is empty uses its own mailbox's
+                        default calendar; False: the account's one default calendar, whatever
+                        the mailbox (CalDAV), so two such agents would share it.
 
     Lifecycle: ``await provider.open()`` before use and ``await provider.close()`` after
     (or ``async with provider``). Every method may raise :class:`TransientError`,
@@ -441,6 +444,7 @@ class Provider:
     client_ids: ClassVar[bool] = False
     read_only: ClassVar[bool] = False
     max_concurrency: ClassVar[int] = 4
+    calendar_per_mailbox: ClassVar[bool] = True
 
     def __init__(self, account: AccountConfig, telemetry: Telemetry | None = None) -> None:
         self.account = account

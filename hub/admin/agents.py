@@ -26,8 +26,10 @@ from hub.admin.validation import (
     text,
 )
 from hub.admin.views import agent_json
+from hub.calendars import clash, sharing
 from hub.config import AdminSettings
 from hub.model import Agent
+from hub.rules import purge_tombstones
 
 routes = web.RouteTableDef()
 
@@ -49,6 +51,15 @@ def _check_account(hub: AdminContext, fields: dict[str, Any]) -> None:
     if account is not None and account not in hub.config.accounts:
         known = ", ".join(sorted(hub.config.accounts)) or "none are configured"
         raise invalid("account", f"no account named {account!r} (accounts: {known})")
+
+
+async def _refuse_shared_calendar(hub: AdminContext, agent: Agent) -> None:
+    """409 when another agent syncs the remote calendar ``agent`` would. Called inside the
+    write transaction: every committed agent is visible, and none can be added meanwhile."""
+    wide = hub.config.account_wide_default
+    other = sharing(agent, await hub.store.list_agents(), wide)
+    if other is not None:
+        raise ApiError(409, clash(agent, other, wide), field="calendar")
 
 
 def feed_url(admin: AdminSettings, agent: Agent) -> str | None:
@@ -90,6 +101,7 @@ async def create_agent(request: web.Request) -> web.Response:
         # id must not both pass.
         if await tx.get_agent(agent_id) is not None:
             raise ApiError(409, f"agent {agent_id!r} exists already", field="id")
+        await _refuse_shared_calendar(hub, agent)
         stored = await tx.put_agent(agent)
     return web.json_response(detail(hub, stored), status=201)
 
@@ -125,12 +137,10 @@ async def update_agent(request: web.Request) -> web.Response:
             setattr(agent, name, value)
         if rotate:
             agent.feed_token = new_feed_token()
+        await _refuse_shared_calendar(hub, agent)
         stored = await tx.put_agent(agent)
         if account_dropped:
-            # No sync pass will carry these deletes out any more: kept, they stay forever.
-            for appt in await tx.list_appointments(agent_id=agent.id, include_deleted=True):
-                if appt.deleted:
-                    await tx.purge_appointment(appt.id)
+            await purge_tombstones(tx, agent.id)
     return web.json_response(detail(hub, stored))
 
 

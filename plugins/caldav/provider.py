@@ -71,6 +71,8 @@ class CalDAVProvider(Provider):
     max_batch: ClassVar[int] = 1  # CalDAV writes one resource per request
     client_ids: ClassVar[bool] = True
     max_concurrency: ClassVar[int] = 4
+    # The account's principal has one default calendar; the agent's email plays no part.
+    calendar_per_mailbox: ClassVar[bool] = False
 
     @classmethod
     def check_options(cls, options: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
