@@ -36,6 +36,7 @@ from hub.spec import (
     CallStatus,
     CheckItem,
     FetchResult,
+    HubServices,
     PermanentError,
     Provider,
     ProviderError,
@@ -92,7 +93,14 @@ class GuardedProvider(Provider):
 
     def limited(self, limiter: anyio.CapacityLimiter) -> GuardedProvider:
         """The same provider, each request waiting for ``limiter``."""
-        return GuardedProvider(self.inner, limiter=limiter, calls=self.calls)
+        view = GuardedProvider(self.inner, limiter=limiter, calls=self.calls)
+        view.services = self.services
+        return view
+
+    def attach(self, services: HubServices) -> None:
+        """The plugin's object gets the hub's services (the wrapper holds none of its own)."""
+        super().attach(services)
+        self.inner.attach(services)
 
     # ------------------------------------------------------------------ identity
 

@@ -1,4 +1,8 @@
-"""The ``calhub`` command line: serve, sync, providers, check, authorize.
+"""The ``calhub`` command line: serve, sync, providers, check, authorize, and plugins' commands.
+
+A plugin adds a command (``calhub outlook-agent``) through the entry-point group
+``calhub.commands``: the object it names has ``name``, ``help``, ``add_arguments(parser)`` and
+``run(args) -> int`` (see :class:`PluginCommand`); the core never imports the plugin by name.
 
 Exit status: 0 when everything worked; 1 when a sync pass or a check failed; 2 for bad usage,
 a refused configuration or an unusable database (one line per problem on stderr, never a
@@ -11,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -18,6 +23,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Protocol
 
 import anyio
 
@@ -38,6 +44,7 @@ from hub.spec import CalendarRef, CheckItem, Option, Provider, ProviderError
 from hub.store import StoreError, open_store
 
 CONFIG_ENV = "CALHUB_CONFIG"
+COMMANDS_GROUP = "calhub.commands"
 
 log = logging.getLogger("hub.cli")
 
@@ -46,7 +53,31 @@ class UsageError(Exception):
     """Bad usage found after parsing (unknown agent or account): exit status 2."""
 
 
-def _parser() -> argparse.ArgumentParser:
+class PluginCommand(Protocol):
+    """A subcommand a plugin adds through the ``calhub.commands`` entry-point group."""
+
+    name: str
+    help: str
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+def plugin_commands() -> dict[str, PluginCommand]:
+    """The commands plugins add; one that fails to load is left out with a warning."""
+    found: dict[str, PluginCommand] = {}
+    for ep in importlib.metadata.entry_points(group=COMMANDS_GROUP):
+        try:
+            command = ep.load()
+        except Exception as exc:  # a broken plugin must not break `calhub serve`
+            log.warning("command %s not loaded: %s: %s", ep.name, type(exc).__name__, exc)
+            continue
+        found.setdefault(command.name, command)
+    return found
+
+
+def _parser(extra: Mapping[str, PluginCommand] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="calhub",
         description="Calendar sync hub for IT helpdesks.",
@@ -85,6 +116,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     authorize.add_argument("account", metavar="ACCOUNT", help="an [accounts.NAME] of the config")
     authorize.add_argument("--agent", metavar="ID", required=True, help="the agent to authorize")
+    for name, command in (extra or {}).items():
+        command.add_arguments(commands.add_parser(name, help=command.help))
     return parser
 
 
@@ -330,7 +363,10 @@ def _fail(lines: Sequence[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    args = _parser().parse_args(argv)
+    extra = plugin_commands()
+    args = _parser(extra).parse_args(argv)
+    if args.command in extra:
+        return extra[args.command].run(args)
     env = os.environ
     # A long-running service logs what it does; one-shot commands only what went wrong.
     configure_logging(logging.INFO if args.command == "serve" else logging.WARNING)

@@ -38,7 +38,7 @@ from hub.config import Config
 from hub.metrics import Metrics
 from hub.model import Agent, PassResult
 from hub.secrets import StoreSecrets
-from hub.spec import AuthError, ProviderRegistry
+from hub.spec import AuthError, HubServices, ProviderRegistry
 from hub.store.base import Store, StoreError
 from hub.sync import AgentSync
 
@@ -71,6 +71,7 @@ class Scheduler:
         start_spread: float | None = None,
         stop_timeout: float = 30.0,
         observers: Sequence[PassObserver] = (),
+        services: HubServices | None = None,
     ) -> None:
         self.store = store
         self.config = config
@@ -89,6 +90,7 @@ class Scheduler:
         )
         self.stop_timeout = stop_timeout
         self.observers = tuple(observers)
+        self.services = services or HubServices()
         self._limiter = anyio.CapacityLimiter(max(1, config.hub.max_concurrent_syncs))
         self._providers: dict[str, GuardedProvider] = {}
         self._provider_locks: dict[str, anyio.Lock] = {}
@@ -171,6 +173,7 @@ class Scheduler:
             inner = cls(acc, self.metrics)
             inner.use_secrets(StoreSecrets(self.store, account))
             provider = GuardedProvider(inner, calls=self.metrics)
+            provider.attach(self.services)
             await provider.open()
             self._providers[account] = provider
             return provider

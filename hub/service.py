@@ -32,9 +32,10 @@ from hub.mail.service import MailService
 from hub.metrics import Metrics
 from hub.model import Agent
 from hub.redact import RedactSecrets
+from hub.relay import RelayHub
 from hub.rules import purge_tombstones
 from hub.scheduler import Scheduler
-from hub.spec import ProviderRegistry
+from hub.spec import HubServices, ProviderRegistry
 from hub.store import Store, Tx, open_store
 
 log = logging.getLogger(__name__)
@@ -204,16 +205,26 @@ async def serve(
             mail = None  # no [email]: no copies, no alerts; the outbox stays empty
             if config.email is not None:
                 mail = await stack.enter_async_context(MailService(store, config))
+            # One relay registry: the admin endpoint accepts the connections of Outlook
+            # agents, the providers built by the scheduler call through them.
+            relays = RelayHub()
             scheduler = None  # no accounts: hub calendars and feeds only; /sync answers 409
             if config.accounts:
                 observers = mail.observers if mail is not None else []
                 scheduler = await stack.enter_async_context(
                     Scheduler(
-                        store, config, registry, metrics, background=True, observers=observers
+                        store,
+                        config,
+                        registry,
+                        metrics,
+                        background=True,
+                        observers=observers,
+                        services=HubServices(relays=relays),
                     )
                 )
             runner = web.AppRunner(
-                build_app(store, config, metrics, scheduler, mail), **server_options()
+                build_app(store, config, metrics, scheduler, mail, relays=relays),
+                **server_options(),
             )
             await runner.setup()
             stack.push_async_callback(runner.cleanup)

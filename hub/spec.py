@@ -55,6 +55,8 @@ from urllib.parse import urlsplit
 
 import pluggy
 
+from hub.relay import RelayHub
+
 PROJECT = "calhub"
 ENTRY_POINT_GROUP = "calhub.providers"
 
@@ -413,6 +415,18 @@ class NullTelemetry:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class HubServices:
+    """What the running hub lends its providers beyond their account section.
+
+    ``relays`` holds the live connections of programs on agents' PCs (the Outlook agent of
+    the ``mapi`` provider), owned by ``calhub serve`` and shared with its admin endpoint. A
+    provider built outside ``calhub serve`` (``calhub check``, tests) gets an empty one.
+    """
+
+    relays: RelayHub = field(default_factory=RelayHub)
+
+
 # --------------------------------------------------------------------------- the contract
 
 
@@ -431,8 +445,9 @@ class Provider:
                         default calendar; False: the account's one default calendar, whatever
                         the mailbox (CalDAV), so two such agents would share it.
 
-    Lifecycle: ``await provider.open()`` before use and ``await provider.close()`` after
-    (or ``async with provider``). Every method may raise :class:`TransientError`,
+    Lifecycle: the hub calls ``provider.attach(services)`` (its :class:`HubServices`), then
+    ``await provider.open()`` before use and ``await provider.close()`` after (or
+    ``async with provider``). Every method may raise :class:`TransientError`,
     :class:`AuthError` or :class:`PermanentError`; the others are documented per method.
     """
 
@@ -450,11 +465,16 @@ class Provider:
         self.account = account
         self.telemetry: Telemetry = telemetry or NullTelemetry()
         self.secrets: AgentSecrets | None = None
+        self.services = HubServices()
 
     def use_secrets(self, secrets: AgentSecrets) -> None:
         """Hand the provider its account's per-agent secrets (the hub calls this after
         building it, before :meth:`open`). Providers that keep none ignore them."""
         self.secrets = secrets
+
+    def attach(self, services: HubServices) -> None:
+        """Called by the hub once, before :meth:`open`, with its shared services."""
+        self.services = services
 
     @classmethod
     def check_options(cls, options: Mapping[str, Any]) -> Iterable[tuple[str, str]]:

@@ -16,6 +16,7 @@ from hub.admin import (
     feed,
     meta,
     outbox,
+    outlook_relay,
     sources,
     syncing,
 )
@@ -27,6 +28,7 @@ from hub.config import Config
 from hub.control import SyncControl
 from hub.mail.service import MailService
 from hub.metrics import Metrics
+from hub.relay import RelayHub
 from hub.rules import Rules
 from hub.store.base import Store
 
@@ -47,10 +49,13 @@ def build_app(
     metrics: Metrics,
     control: SyncControl | None,
     mail: MailService | None = None,
+    *,
+    relays: RelayHub | None = None,
 ) -> web.Application:
     """The admin application over an opened ``store``; ``control`` is the sync scheduler,
     or None when no accounts are configured (sync routes then answer 409); ``mail`` the
-    e-mail service (None without ``[email]``)."""
+    e-mail service (None without ``[email]``); ``relays`` the Outlook agents' connections,
+    shared with the providers (a fresh one when not given)."""
     sessions = Sessions(store)
     app = web.Application(
         client_max_size=MAX_BODY,
@@ -68,6 +73,7 @@ def build_app(
         control=control,
         rules=Rules(store, config.hub),
         mail=mail,
+        relays=relays or RelayHub(),
     )
     app[SESSIONS] = sessions
     app[events_stream.CHANGES] = changes = events_stream.ChangeFeed()
@@ -75,7 +81,18 @@ def build_app(
     app.on_shutdown.append(events_stream.close_streams)
     app.on_response_prepare.append(calendar_page.security_headers)
     app.cleanup_ctx.append(_feed_threads)
-    for module in (meta, agents, feed, syncing, sources, appointments, approvals, outbox):
+    app.on_shutdown.append(outlook_relay.close_connections)
+    for module in (
+        meta,
+        agents,
+        feed,
+        syncing,
+        sources,
+        appointments,
+        approvals,
+        outbox,
+        outlook_relay,
+    ):
         app.router.add_routes(module.routes)
     app.router.add_routes(calendar_page.routes)
     app.router.add_routes(events_stream.routes)

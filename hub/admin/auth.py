@@ -23,6 +23,7 @@ from hub.config import Config
 # The calendar page's HTML, script and login hold no data (hub.admin.calendar_page).
 PUBLIC_ROUTES = frozenset({"health", "calendar", "calendar-login", "calendar-static"})
 FEED_ROUTE = "feed"  # authenticated by its handler: feed token or admin token
+RELAY_ROUTE = "outlook-relay"  # authenticated by its handler: that agent's Outlook-agent token
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="calhub"'}
 
 
@@ -75,7 +76,11 @@ def auth_middleware(admin_token: str | None) -> Middleware:
     async def middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
         name = request.match_info.route.name
         # A browser session (hub.admin.sessions) stands for the admin token it was opened with.
-        if name not in PUBLIC_ROUTES and name != FEED_ROUTE and SESSION_KEY not in request:
+        if (
+            name not in PUBLIC_ROUTES
+            and name not in (FEED_ROUTE, RELAY_ROUTE)
+            and SESSION_KEY not in request
+        ):
             check_admin(request, admin_token)
         return await handler(request)
 

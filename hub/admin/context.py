@@ -6,7 +6,7 @@ appointment into a 404 naming the path parameter.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import anyio
 from aiohttp import web
@@ -19,6 +19,7 @@ from hub.control import SyncControl
 from hub.mail.service import MailService
 from hub.metrics import Metrics
 from hub.model import Agent, Appointment, Request
+from hub.relay import RelayHub
 from hub.rules import Rules
 from hub.store.base import Store, Tx
 
@@ -38,6 +39,7 @@ class AdminContext:
     rules: Rules
     render_limiter: anyio.CapacityLimiter | None = None
     mail: MailService | None = None  # None without [email]
+    relays: RelayHub = field(default_factory=RelayHub)  # Outlook agents' connections
 
     def views(self) -> AppointmentViews:
         """Fresh appointment views for one HTTP request (their caches must not outlive it)."""

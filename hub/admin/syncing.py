@@ -69,6 +69,7 @@ async def status(request: web.Request) -> web.Response:
             "calendar": None if state is None else calendar_state_json(state, now),
             "pending": await pending_pushes(hub, agent, now),
             "scheduler": None if hub.control is None else hub.control.agent_status(agent.id),
+            "outlook": hub.relays.status(agent.id, agent.account),
         }
     )
 

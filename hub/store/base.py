@@ -97,6 +97,11 @@ class Tx(OutboxWrites, ABC):
     async def delete_agent(self, agent_id: str) -> bool:
         """Delete an agent, its appointments, approvals, sync status and calendar state."""
 
+    @abstractmethod
+    async def put_relay_token(self, agent_id: str, kind: str, token_hash: str) -> None:
+        """Store the hash of the agent's relay token of ``kind``, replacing the old one
+        (which then opens nothing). ConstraintError for an unknown agent."""
+
     # requests ----------------------------------------------------------------------------
     @abstractmethod
     async def put_request(self, request: Request) -> Request:
@@ -278,6 +283,10 @@ class Store(OutboxReads, ABC):
 
     @abstractmethod
     async def get_agent_by_feed_token(self, token: str) -> Agent | None: ...
+
+    @abstractmethod
+    async def get_relay_token(self, agent_id: str, kind: str) -> str | None:
+        """The stored hash of the agent's relay token of ``kind``, None when none was issued."""
 
     @abstractmethod
     async def list_agents(self) -> list[Agent]: ...

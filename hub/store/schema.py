@@ -286,6 +286,22 @@ AGENT_SECRETS = Migration(
     ),
 )
 
+RELAY_TOKENS = Migration(
+    8,
+    "relay_tokens: the hash of each agent's Outlook-agent token",
+    (
+        # Only a hash: a copied database must not open anyone's relay. One row per agent and
+        # kind of agent program; deleting the agent deletes its tokens.
+        """CREATE TABLE relay_tokens (
+            agent_id TEXT NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            token_hash TEXT NOT NULL,
+            issued_at TEXT NOT NULL,
+            PRIMARY KEY (agent_id, kind)
+        )""",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     INITIAL_SCHEMA,
     LOOKUP_INDEXES,
@@ -294,6 +310,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     OUTBOX,
     BROWSER_SESSIONS,
     AGENT_SECRETS,
+    RELAY_TOKENS,
 )
 CURRENT_VERSION = MIGRATIONS[-1].version
 

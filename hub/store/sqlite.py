@@ -174,6 +174,12 @@ class _Queries(OutboxQueries, ABC):
         row = await self._one("SELECT * FROM agents WHERE feed_token = ?", (token,))
         return None if row is None else codec.agent_from_row(row)
 
+    async def get_relay_token(self, agent_id: str, kind: str) -> str | None:
+        row = await self._one(
+            "SELECT token_hash FROM relay_tokens WHERE agent_id = ? AND kind = ?", (agent_id, kind)
+        )
+        return None if row is None else str(row["token_hash"])
+
     async def list_agents(self) -> list[Agent]:
         return [
             codec.agent_from_row(r) for r in await self._rows("SELECT * FROM agents ORDER BY id")
@@ -420,6 +426,17 @@ class SqliteTx(_Queries, OutboxTxWrites, Tx):
         self.changed_agents.add(agent_id)
         self._known_agents.discard(agent_id)
         return True
+
+    async def put_relay_token(self, agent_id: str, kind: str, token_hash: str) -> None:
+        await self._require_agents([agent_id], "relay token")
+        await self._run(
+            "INSERT INTO relay_tokens (agent_id, kind, token_hash, issued_at)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (agent_id, kind) DO UPDATE"
+            " SET token_hash = excluded.token_hash, issued_at = excluded.issued_at",
+            (agent_id, kind, token_hash, self._now()),
+        )
+        # The kind only: the hash must not land in the log either.
+        self._write_audit("agent", agent_id, "relay-token", kind=kind)
 
     # requests ----------------------------------------------------------------------------
     async def put_request(self, request: Request) -> Request:
