@@ -64,6 +64,7 @@ MAPI_E_NOT_FOUND = _hr(0x8004010F)
 MAPI_E_OBJECT_DELETED = _hr(0x8004010A)
 MAPI_E_LOGON_FAILED = _hr(0x80040111)
 MAPI_E_END_OF_SESSION = _hr(0x80040200)
+MAPI_E_CORRUPT_DATA = _hr(0x8004011B)
 UNDEFINED_COUNT = 2147483647
 HUB_PROP_PREFIX = "http://schemas.microsoft.com/mapi/string/"
 PR_CHANGE_KEY = "http://schemas.microsoft.com/mapi/proptag/0x65E20102"
@@ -471,6 +472,8 @@ class AppointmentItem:
         ]
 
     def _get(self, key: str) -> Any:
+        if self._row.get("corrupt"):
+            raise outlook_error(MAPI_E_CORRUPT_DATA, "The item is corrupt and cannot be opened.")
         return self._view()[key]
 
     def _set(self, key: str, value: Any) -> None:
@@ -744,6 +747,13 @@ class OutlookBackdoor:
 
     async def expire_cursor(self, cal: CalendarRef) -> None:
         raise NotImplementedError  # Outlook's object model has no cursor to expire
+
+    async def create_unreadable(self, cal: CalendarRef, start: datetime) -> str:
+        """An item whose properties cannot be read (a corrupt item in the store)."""
+        row = _new_record()
+        _write_data(row, EventData("Corrupt", start, start + timedelta(hours=1)))
+        row["corrupt"] = True
+        return self._save(row)
 
     def create_series(self, data: EventData, count: int, interval_days: int = 1) -> str:
         row = _new_record()

@@ -15,9 +15,8 @@ from plugins.mapi import MapiProvider
 from tests.fakes.outlook import OutlookBackdoor
 from tests.mapi.support import RunningHub, running_hub
 
-# One hub and one agent process for the module: starting a process per test would cost more
-# than the tests themselves.
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+# One hub and one agent process for the module (starting a process per test would cost more
+# than the tests themselves): tests/mapi/conftest.py runs the tests in the module's loop.
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -18,8 +18,6 @@ from hub.spec import EventData, TransientError, Window
 from tests.engine_support import book, hour, run_pass
 from tests.mapi.support import ADMIN_TOKEN, RunningHub, running_hub
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
-
 MAX_MESSAGE = 64 * 1024
 
 
