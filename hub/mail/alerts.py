@@ -12,7 +12,9 @@ same outage), else the agent.
 The state last alerted is kept per subject in the store (:class:`hub.store.outbox.AttentionMark`)
 and changed in the same transaction as the alert is written to the outbox: one alert per change
 of state, also across restarts; a crash before that transaction only means the next pass with
-the same result writes it.
+the same result writes it. An account's alert is on from the first of its agents refused
+account-wide until none of them is any more, so agents passing and failing by turns during an
+outage never make it flap.
 """
 
 from __future__ import annotations
@@ -84,39 +86,70 @@ class AttentionAlerts:
             on = False
         else:
             return
-        subjects = self._subjects(result, on)
+        own = self._own_subject(result, on)
         # Most passes change nothing: read first, write only on a change of state.
-        if not await self._changes(self.store, subjects, on):
+        if not await self._flips(self.store, own, on):
             return
         wrote = False
         async with self.store.transaction(ORIGIN) as tx:
-            for subject in await self._changes(tx, subjects, on):
+            for subject in await self._flips(tx, own, on):
                 mark = await tx.get_attention(subject)
                 await tx.put_attention(
                     AttentionMark(subject, on, result.error or "", changed_at=self.clock())
                 )
-                await self._alert(tx, subject, result, on, mark.reason if mark else "")
-                wrote = True
+                if subject.startswith("agent:"):
+                    await self._alert(tx, subject, result, on, mark.reason if mark else "")
+                    wrote = True
+                elif result.account:
+                    wrote = await self._account(tx, result, on) or wrote
         if wrote and self.on_enqueue is not None:
             self.on_enqueue()
 
     @staticmethod
-    def _subjects(result: PassResult, on: bool) -> list[str]:
+    def _own_subject(result: PassResult, on: bool) -> list[str]:
+        """The marks of this agent a result may flip: its own trouble, and its share of an
+        account-wide one (``covered:ACCOUNT:AGENT``, alerted once for the account)."""
         agent = f"agent:{result.agent_id}"
-        account = f"account:{result.account}" if result.account else None
+        covered = f"covered:{result.account}:{result.agent_id}" if result.account else None
         if on:
-            return [account] if result.scope == "account" and account else [agent]
-        # A pass that worked clears both: the agent's own trouble and its account's.
-        return [s for s in (account, agent) if s]
+            return [covered] if result.scope == "account" and covered else [agent]
+        return [s for s in (agent, covered) if s]  # a pass that worked clears both
 
     @staticmethod
-    async def _changes(reader: Store | Tx, subjects: list[str], on: bool) -> list[str]:
+    async def _flips(reader: Store | Tx, subjects: list[str], on: bool) -> list[str]:
         changed = []
         for subject in subjects:
             mark = await reader.get_attention(subject)
             if (mark is not None and mark.needs_attention) != on:
                 changed.append(subject)
         return changed
+
+    async def _account(self, tx: Tx, result: PassResult, on: bool) -> bool:
+        """The account's alert after one of its agents' share changed: on with the first
+        agent refused account-wide, off once none of its agents is refused so any more."""
+        subject = f"account:{result.account}"
+        mark = await tx.get_attention(subject)
+        alerted = mark is not None and mark.needs_attention
+        if on == alerted:
+            return False
+        if not on and await self._still_refused(tx, result.account or ""):
+            return False
+        await tx.put_attention(
+            AttentionMark(subject, on, result.error or "", changed_at=self.clock())
+        )
+        await self._alert(tx, subject, result, on, mark.reason if mark else "")
+        return True
+
+    @staticmethod
+    async def _still_refused(tx: Tx, account: str) -> bool:
+        prefix = f"covered:{account}:"
+        for mark in await tx.list_attention():
+            if mark.needs_attention and mark.subject.startswith(prefix):
+                agent = await tx.get_agent(mark.subject.removeprefix(prefix))
+                # An agent deleted or moved to another account must not hold it forever.
+                if agent is not None and agent.account == account:
+                    return True
+        return False
 
     async def _alert(self, tx: Tx, subject: str, result: PassResult, on: bool, was: str) -> None:
         kind, _, name = subject.partition(":")

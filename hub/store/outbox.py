@@ -104,6 +104,9 @@ class OutboxWrites(ABC):
     @abstractmethod
     async def put_attention(self, mark: AttentionMark) -> None: ...
 
+    @abstractmethod
+    async def list_attention(self) -> list[AttentionMark]: ...
+
 
 class OutboxReads(ABC):
     """Outbox reads of a store (:class:`hub.store.base.Store` includes them)."""

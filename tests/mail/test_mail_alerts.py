@@ -14,7 +14,7 @@ from hub.mail.alerts import AttentionAlerts
 from hub.metrics import Metrics
 from hub.model import Agent, PassResult
 from hub.scheduler import Scheduler
-from hub.spec import AccountConfig, AttentionNeeded, ProviderRegistry
+from hub.spec import AccountConfig, AttentionNeeded, AuthError, ProviderRegistry
 from hub.testing.memory import MemoryProvider, MemoryServer
 from tests.fakes.smtp import SmtpServer
 from tests.mail.conftest import MailHub, open_hub
@@ -152,3 +152,32 @@ async def test_a_provider_saying_attention_is_needed_alerts_for_that_agent(
     await passes(hub)
     assert alerts(hub) == ["calhub: agent carol needs attention"]
     assert "offline for more than 8:00:00" in text_of(to(hub.server, ADMINS[0])[0])
+
+
+async def test_an_account_alert_does_not_flap_while_its_agents_pass_and_fail_by_turns(
+    world: tuple[MailHub, MemoryServer],
+) -> None:
+    """One agent refused with an account-wide error (a per-agent token a provider reports
+    without naming the mailbox) while the others pass: one alert, not one per pass."""
+    hub, memory = world
+    refused = AuthError("401 Unauthorized: token revoked")  # no mailbox: account-wide
+    memory.fail_next(3, refused, mailbox="bob@example.com")
+    for _ in range(3):
+        await passes(hub)
+    assert alerts(hub) == ["calhub: account mem needs attention"]
+    await passes(hub)  # bob works again: nobody of the account is refused any more
+    assert alerts(hub) == ["calhub: account mem needs attention", "calhub: account mem works again"]
+
+
+async def test_an_account_works_again_once_none_of_its_agents_is_refused(
+    world: tuple[MailHub, MemoryServer],
+) -> None:
+    hub, memory = world
+    memory.revoke_auth()
+    await passes(hub)
+    memory.restore_auth()
+    memory.fail_next(1, AuthError("401 Unauthorized: token revoked"), mailbox="bob@example.com")
+    await passes(hub)  # alice and carol work again, bob is still refused
+    assert alerts(hub) == ["calhub: account mem needs attention"]
+    await passes(hub)
+    assert alerts(hub) == ["calhub: account mem needs attention", "calhub: account mem works again"]
