@@ -387,6 +387,18 @@ def test_tombstone_without_status_is_looked_up_before_it_is_purged() -> None:
     assert never_pushed.labels() == ["purge"] and never_pushed.remote_deletes == []
 
 
+def test_tombstone_whose_event_found_by_hub_id_was_edited_is_undeleted() -> None:
+    # No status row and a delta without hub ids (Graph): only find() shows the edit, and an
+    # edit beats the hub's delete there too.
+    gone = A.evolve(deleted=True, version=2)
+    edited = remote_of(A, "r7", "v3", start=T2, end=T2 + timedelta(hours=1))
+    plan = reconcile(replace(Case([gone], []).input(), found={"a1": edited}, looked_up={}))
+    assert plan.labels() == ["undelete"] and plan.remote_deletes == []
+    (put,) = [a.put for a in plan.hub if a.put is not None]
+    assert not put.deleted and put.start == T2
+    assert plan.conflicts()[0].winner == "edit-beats-delete"
+
+
 def test_local_tombstone_is_purged_without_a_lookup() -> None:
     gone = A.evolve(deleted=True, push_state=PushState.LOCAL)
     plan = Case([gone], []).plan()
@@ -400,13 +412,18 @@ def test_tagged_event_without_status_is_linked_not_imported() -> None:
 
 def test_tagged_event_of_a_purged_appointment_is_deleted() -> None:
     plan = Case([], [], FetchResult([remote_of(A)])).plan()
-    assert [(d.label, d.remote_id) for d in plan.remote_deletes] == [("orphan", "r1")]
+    # With the version seen: an edit made since is not deleted unseen (precondition).
+    assert [(d.label, d.remote_id, d.version) for d in plan.remote_deletes] == [
+        ("orphan", "r1", "v2")
+    ]
 
 
 def test_second_event_with_the_same_hub_id_is_a_duplicate() -> None:
-    fetch = FetchResult([remote_of(A, "r1", "v1"), remote_of(A, "r2", "v1")])
+    fetch = FetchResult([remote_of(A, "r1", "v1"), remote_of(A, "r2", "v5")])
     plan = Case([A], [synced(A)], fetch).plan()
-    assert [(d.label, d.remote_id) for d in plan.remote_deletes] == [("duplicate", "r2")]
+    assert [(d.label, d.remote_id, d.version) for d in plan.remote_deletes] == [
+        ("duplicate", "r2", "v5")
+    ]
 
 
 def test_stale_pair_is_reread_before_deciding() -> None:

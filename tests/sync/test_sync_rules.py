@@ -195,3 +195,21 @@ async def test_a_throttled_item_asking_too_long_a_wait_ends_the_pass_at_once(
     assert "3600" in (result.error or "")
     assert bench.sleeps == []  # no hour spent waiting inside the pass
     assert bench.server.requests_by_operation["push"] == 1
+
+
+async def test_an_import_deleted_remotely_is_removed_when_a_full_listing_misses_it(
+    bench: Bench,
+) -> None:
+    await bench.set_agent(import_external=True)
+    await bench.add(at(2))  # the calendar does not come back empty (that would stop the pass)
+    remote_id = bench.external("Dentist", at(1))
+    await bench.sync()
+    bench.server.delete(bench.cal, remote_id)
+    bench.server.expire_cursors(bench.cal)  # the delete is seen only as an absence
+
+    result = await bench.sync()
+
+    assert result.result == "ok", result.error
+    assert result.counts.get("hub-delete") == 1
+    stored = await bench.get(external_id("alice", ACCOUNT, remote_id))
+    assert stored is None or stored.deleted
