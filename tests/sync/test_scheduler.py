@@ -399,3 +399,43 @@ async def test_a_stream_of_changes_does_not_postpone_the_pass_forever(world: Wor
                 break
         assert world.servers["mem"].requests_by_operation["fetch"] > fetches
         assert day < 100  # the pass started while changes were still coming
+
+
+class CountingOpens(MemoryProvider):
+    """The memory provider counting how often a provider object of its class is opened."""
+
+    name: ClassVar[str] = "counting-opens"
+    opens: ClassVar[int] = 0
+
+    async def open(self) -> None:
+        type(self).opens += 1
+        await super().open()
+
+
+async def test_each_account_is_opened_once_not_once_per_pass(world: World) -> None:
+    world.registry.add(CountingOpens)
+    CountingOpens.opens = 0
+    world.account("mem", provider="counting-opens")
+    for name in ("alice", "bob"):
+        await world.agent(name, "mem")
+    async with world.scheduler() as s:
+        await s.run_once()
+        await s.run_once()
+        await s.sync_now("alice")
+    assert CountingOpens.opens == 1
+
+
+async def test_a_pass_of_run_once_stops_on_a_calendar_that_came_back_empty(world: World) -> None:
+    server = world.account("mem")
+    await world.agent("alice", "mem")
+    await world.appointment("alice", 1)
+    cal = CalendarRef("alice", "alice@example.com")
+    async with world.scheduler() as s:
+        assert (await s.run_once())["alice"].result == "ok"
+        for event in server.events(cal):
+            server.delete(cal, event.remote_id)
+        server.expire_cursors(cal)
+        result = (await s.run_once())["alice"]
+    # Only an explicit override (sync_now with allow_empty) deletes everything in the hub.
+    assert result.result == "stopped"
+    assert len(await world.store.list_appointments(agent_id="alice")) == 1
