@@ -213,3 +213,26 @@ async def test_an_import_deleted_remotely_is_removed_when_a_full_listing_misses_
     assert result.counts.get("hub-delete") == 1
     stored = await bench.get(external_id("alice", ACCOUNT, remote_id))
     assert stored is None or stored.deleted
+
+
+async def test_a_hub_delete_racing_an_agents_edit_is_refused_and_the_edit_kept(
+    bench: Bench,
+) -> None:
+    appt = await bench.add(at(1), kind=Kind.MANUAL, subject="Visit")
+    await bench.sync()
+    event = bench.remote_of(appt.id)
+    await bench.cancel(appt.id)
+    # The agent moves the event between the pass's fetch and its delete.
+    bench.server.race(
+        lambda: bench.server.move(bench.cal, event.remote_id, at(3), at(3, 11)),
+        remote_id=event.remote_id,
+    )
+
+    first = await bench.sync()
+
+    assert first.counts.get("replan") == 1  # the delete carried the version: refused
+    assert bench.remote_of(appt.id).data.start == at(3)
+    second = await bench.sync()  # re-reads the event: an edit beats the hub's delete
+    assert second.counts.get("undelete") == 1, second.counts
+    stored = await bench.get(appt.id)
+    assert stored is not None and not stored.deleted and stored.start == at(3)
