@@ -53,6 +53,15 @@ class PushState(StrEnum):
     EXTERNAL = "external"  # came from the external calendar (kind external)
 
 
+class PairState(StrEnum):
+    """Where a last-synced pair (:class:`SyncStatus`) stands; the value is what the store
+    keeps, so rows written before the enum read back equal."""
+
+    SYNCED = "synced"  # both sides as recorded
+    CREATING = "creating"  # a create was sent and its result not committed yet (crash: find)
+    STALE = "stale"  # a write was refused (412/404): re-read the event before deciding
+
+
 class ConflictPolicy(StrEnum):
     """Who wins when both sides changed an appointment since the last pass."""
 
@@ -183,7 +192,7 @@ class SyncStatus:
     remote_version: str | None
     hub_hash: str | None  # content hash of what the hub last pushed or accepted
     remote_hash: str | None  # content hash of the remote event last seen
-    state: str = "synced"  # synced | creating
+    state: PairState = PairState.SYNCED
     external: bool = False  # the remote event is not hub-owned (imported)
     series_id: str | None = None
     start: datetime | None = None  # last known span, to tell "left the window" from "deleted"

@@ -7,10 +7,37 @@ the records apart lets both sides, and the tests, read them without the reconcil
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from hub.model import Appointment, Conflict, SyncStatus
 from hub.spec import EventData
+
+
+class ActionLabel(StrEnum):
+    """What a planned action is for: pass counts, metrics and audit entries name it. The
+    values are what counts and audit rows have always held."""
+
+    # hub-owned pairs
+    CREATE = "create"  # a hub appointment never pushed
+    RESTORE = "restore"  # re-created after a remote delete (restore, or an edit beat it)
+    UPDATE = "update"  # the hub changed: pushed
+    FLOW_BACK = "flow-back"  # the remote changed: taken into the hub (rest pushed again)
+    LINK = "link"  # a remote event found by hub id, linked to its appointment
+    STATUS = "status"  # nothing changed but the version: the status row is refreshed
+    CONFLICT_HUB = "conflict-hub"  # both changed, the hub's side won
+    CONFLICT_REMOTE = "conflict-remote"  # both changed, the remote side won
+    UNDELETE = "undelete"  # a remote edit beat the hub's delete
+    HUB_DELETE = "hub-delete"  # the remote event was deleted: so is the appointment
+    REMOTE_DELETE = "remote-delete"  # the appointment was deleted: so is the remote event
+    FORGET = "forget"  # both sides gone: the status row goes
+    PURGE = "purge"  # a tombstone with nothing remote: purged
+    DUPLICATE = "duplicate"  # a second remote event with one hub id: deleted
+    ORPHAN = "orphan"  # a remote event tagged with a purged appointment: deleted
+    # imports of external events
+    IMPORT = "import"
+    PULL = "pull"  # an imported event changed
+    UNIMPORT = "unimport"  # import switched off: the copy goes
 
 
 @dataclass(slots=True)
@@ -22,7 +49,7 @@ class HubAction:
     purge (tombstone with nothing remote), undelete (remote edit beats hub delete).
     """
 
-    label: str
+    label: ActionLabel
     appointment_id: str
     put: Appointment | None = None
     delete: bool = False  # tombstone and purge the appointment (its status rows go with it)
@@ -52,7 +79,7 @@ class PushAction:
     conflict-remote.
     """
 
-    label: str
+    label: ActionLabel
     appointment_id: str
     data: EventData
     remote_id: str | None = None
@@ -81,7 +108,7 @@ class RemoteDeleteAction:
     ``drop_status`` removes the status row while the appointment stays (no longer pushed).
     """
 
-    label: str
+    label: ActionLabel
     remote_id: str
     version: str | None
     appointment_id: str | None = None
@@ -127,7 +154,7 @@ class Plan:
     def empty(self) -> bool:
         return not (self.hub or self.remote_deletes or self.pushes)
 
-    def labels(self) -> list[str]:
+    def labels(self) -> list[ActionLabel]:
         """Every action's label (tests and counts)."""
         return [a.label for a in (*self.hub, *self.remote_deletes, *self.pushes)]
 

@@ -37,20 +37,23 @@ from hub.model import (
     Conflict,
     ConflictPolicy,
     Kind,
+    PairState,
     PushState,
     RemoteDelete,
     SyncStatus,
 )
+from hub.plan import ActionLabel as L
 from hub.plan import HubAction, Plan, PushAction, RemoteDeleteAction, Skip
 from hub.spec import PRIVATE_SUBJECT, EventData, FetchResult, RemoteEvent, Window, as_utc
 
 Render = Callable[[Appointment], EventData]
 
-SYNCED = "synced"
-CREATING = "creating"
+# The pair states, by their old names (the engine and the tests import these).
+SYNCED = PairState.SYNCED
+CREATING = PairState.CREATING
 # The remote version is not known any more (a write was refused with 412/404): fetch the event
 # with provider.get before deciding anything about it.
-STALE = "stale"
+STALE = PairState.STALE
 
 
 # --------------------------------------------------------------------------- inputs
@@ -176,6 +179,56 @@ def _snapshot(data: EventData, appt: Appointment | None = None) -> dict[str, Any
 
 
 # --------------------------------------------------------------------------- reconcile
+
+
+@dataclass(frozen=True, slots=True)
+class _Pair:
+    """The facts of one hub-owned pair, computed once, that its handlers decide on.
+
+    ``status`` is None for a pair linked without a last-synced base; ``data`` is the hub
+    appointment's rendering, None when the hub side is not alive (deleted, no longer synced,
+    or gone); the hashes are of ``data`` and of the remote event's content.
+    """
+
+    status: SyncStatus | None
+    appt: Appointment | None
+    event: RemoteEvent | None
+    appt_id: str
+    remote_id: str | None
+    version: str | None  # the remote version to send as precondition
+    data: EventData | None
+    hub_hash: str | None
+    remote_hash: str | None
+    gone: bool  # the remote event was deleted
+    dirty: bool  # the status row must be rewritten even when nothing changed
+    label: L | None  # the label the caller wants instead of the default
+
+    @property
+    def tombstone(self) -> bool:
+        return self.appt is not None and self.appt.deleted
+
+    @property
+    def hub_changed(self) -> bool:
+        """The hub side changed since the last sync (always, without a base)."""
+        return self.data is not None and (
+            self.status is None or self.hub_hash != self.status.hub_hash
+        )
+
+    @property
+    def version_moved(self) -> bool:
+        """The server bumped the version (content aside) since the last sync."""
+        return (
+            self.event is not None
+            and self.status is not None
+            and self.event.version != self.status.remote_version
+        )
+
+    @property
+    def remote_changed(self) -> bool:
+        """The remote side changed since the last sync (always, without a base)."""
+        return self.event is not None and (
+            self.status is None or self.remote_hash != self.status.remote_hash
+        )
 
 
 def reconcile(inp: ReconcileInput) -> Plan:
@@ -307,7 +360,7 @@ class _Reconciler:
                 # is created again below when it still should be.
                 self.handled_appt.discard(status.appointment_id)
                 del self.by_appt[status.appointment_id]
-                self.plan.hub.append(HubAction("forget", status.appointment_id, drop_status=True))
+                self.plan.hub.append(HubAction(L.FORGET, status.appointment_id, drop_status=True))
                 return
             self.remote.setdefault(event.remote_id, event)
             event = self.remote[event.remote_id]
@@ -321,7 +374,7 @@ class _Reconciler:
             )
             self.by_appt[status.appointment_id] = status
             self.handled_remote.add(event.remote_id)
-            self._owned(status, appt, event, gone=False, dirty=True, label="link")
+            self._owned(status, appt, event, gone=False, dirty=True, label=L.LINK)
             return
         rid = status.remote_id
         event = self.remote.get(rid) if rid else None
@@ -341,121 +394,159 @@ class _Reconciler:
         *,
         gone: bool,
         dirty: bool = False,
-        label: str | None = None,
+        label: L | None = None,
     ) -> None:
         """Decide one hub-owned pair. ``status`` None: linked without a last-synced base."""
-        inp = self.inp
-        appt_id = status.appointment_id if status else (appt.id if appt else "")
-        rid = event.remote_id if event else (status.remote_id if status else None)
-        version = event.version if event else (status.remote_version if status else None)
-        alive = appt is not None and not appt.deleted and appt.push_state is PushState.SYNC
+        pair = self._facts(status, appt, event, gone=gone, dirty=dirty, label=label)
+        if pair is None:
+            return  # the hub side cannot be rendered: skipped (see _render)
+        if pair.gone:
+            self._remote_gone(pair)
+        elif pair.remote_id is None:
+            return  # nothing remote to compare with yet
+        elif pair.data is None:
+            self._hub_side_gone(pair)
+        else:
+            self._both_alive(pair)
+
+    def _facts(
+        self,
+        status: SyncStatus | None,
+        appt: Appointment | None,
+        event: RemoteEvent | None,
+        *,
+        gone: bool,
+        dirty: bool,
+        label: L | None,
+    ) -> _Pair | None:
+        """The pair's facts, each computed once (None: its hub side cannot be rendered)."""
         data: EventData | None = None
-        if alive:
-            assert appt is not None
+        if appt is not None and not appt.deleted and appt.push_state is PushState.SYNC:
             data = self._render(appt)
             if data is None:
-                return
-        hub_hash = data.content_hash() if data else None
-        hub_changed = alive and (status is None or hub_hash != status.hub_hash)
-        remote_hash = event.data.content_hash() if event else None
-        remote_changed = event is not None and (status is None or remote_hash != status.remote_hash)
+                return None
+        return _Pair(
+            status=status,
+            appt=appt,
+            event=event,
+            appt_id=status.appointment_id if status else (appt.id if appt else ""),
+            remote_id=event.remote_id if event else (status.remote_id if status else None),
+            version=event.version if event else (status.remote_version if status else None),
+            data=data,
+            hub_hash=data.content_hash() if data else None,
+            remote_hash=event.data.content_hash() if event else None,
+            gone=gone,
+            dirty=dirty,
+            label=label,
+        )
 
-        if gone:
-            if alive:
-                assert appt is not None and data is not None
-                if hub_changed and status is not None:
-                    conflict = self._conflict(
-                        appt, data, None, "edit-beats-delete", "edited in the hub, deleted remotely"
-                    )
-                    self._create(appt, data, "restore", conflict=conflict, replaces=rid)
-                elif inp.remote_delete is RemoteDelete.RESTORE:
-                    self._create(appt, data, "restore", replaces=rid)
-                else:
-                    self.plan.hub.append(
-                        HubAction("hub-delete", appt_id, delete=True, expect_version=appt.version)
-                    )
-            else:
-                self.plan.hub.append(
-                    HubAction(
-                        "forget",
-                        appt_id,
-                        purge=appt is not None and appt.deleted,
-                        drop_status=appt is None or not appt.deleted,
-                    )
-                )
-            return
-
-        if rid is None:
-            return
-        if not alive:
-            edited = remote_changed if status is not None else self._edited_since(appt, event)
-            if appt is not None and appt.deleted and event is not None and edited:
-                assert event is not None
-                conflict = self._conflict(
-                    appt,
-                    self._render(appt) or event.data,
-                    event,
-                    "edit-beats-delete",
-                    "deleted in the hub, edited remotely: the remote edit is kept",
-                )
-                revived = appt.evolve(deleted=False, deleted_at=None)
-                self._flow_back(revived, event, "undelete", conflict=conflict, force_put=True)
-                return
-            conflict = None
-            if remote_changed and status is not None and appt is None:
-                conflict = Conflict(
-                    id=self._conflict_id(appt_id, event),
-                    agent_id=inp.agent.id,
-                    appointment_id=appt_id,
-                    account=inp.account,
-                    policy=inp.conflict.value,
-                    winner="hub",
-                    remote=_snapshot(event.data) if event else {},
-                    detail="the hub appointment no longer exists; the remote edit was deleted",
-                    created_at=inp.now,
-                )
-            if inp.read_only:
-                return
-            self.plan.remote_deletes.append(
-                RemoteDeleteAction(
-                    "remote-delete",
-                    rid,
-                    version,
-                    appointment_id=appt_id if status is not None else None,
-                    purge=appt is not None and appt.deleted,
-                    drop_status=status is not None and not (appt is not None and appt.deleted),
-                    conflict=conflict,
+    def _remote_gone(self, pair: _Pair) -> None:
+        """The remote event was deleted: follow, restore, or (hub side gone too) forget."""
+        appt, data = pair.appt, pair.data
+        if appt is None or data is None:
+            self.plan.hub.append(
+                HubAction(
+                    L.FORGET, pair.appt_id, purge=pair.tombstone, drop_status=not pair.tombstone
                 )
             )
-            return
-
-        assert appt is not None and data is not None
-        if not hub_changed and not remote_changed:
-            if status is not None and (dirty or (event and event.version != status.remote_version)):
-                self._status_action(
-                    label or "status", status, appt.id, event, version, hub_hash, remote_hash
-                )
-            return
-        if event is not None and hub_hash == remote_hash:
-            self._status_action(
-                label or "status", status, appt.id, event, version, hub_hash, remote_hash
+        elif pair.hub_changed and pair.status is not None:
+            detail = "edited in the hub, deleted remotely"
+            conflict = self._conflict(appt, data, None, "edit-beats-delete", detail)
+            self._create(appt, data, L.RESTORE, conflict=conflict, replaces=pair.remote_id)
+        elif self.inp.remote_delete is RemoteDelete.RESTORE:
+            self._create(appt, data, L.RESTORE, replaces=pair.remote_id)
+        else:
+            self.plan.hub.append(
+                HubAction(L.HUB_DELETE, pair.appt_id, delete=True, expect_version=appt.version)
             )
+
+    def _hub_side_gone(self, pair: _Pair) -> None:
+        """The appointment was deleted (or no longer syncs, or is gone): delete the remote
+        event, unless the remote side was edited since, which beats a hub delete."""
+        status, appt, event = pair.status, pair.appt, pair.event
+        edited = pair.remote_changed if status is not None else self._edited_since(appt, event)
+        if appt is not None and appt.deleted and event is not None and edited:
+            detail = "deleted in the hub, edited remotely: the remote edit is kept"
+            data = self._render(appt) or event.data
+            conflict = self._conflict(appt, data, event, "edit-beats-delete", detail)
+            revived = appt.evolve(deleted=False, deleted_at=None)
+            self._flow_back(revived, event, L.UNDELETE, conflict=conflict, force_put=True)
             return
-        if hub_changed and not remote_changed:
-            self._push_update(appt, data, rid, version, label="update")
+        if self.inp.read_only:
             return
-        if remote_changed and not hub_changed:
+        conflict = None
+        if pair.remote_changed and status is not None and appt is None:
+            conflict = self._orphan_conflict(pair)
+        assert pair.remote_id is not None
+        self.plan.remote_deletes.append(
+            RemoteDeleteAction(
+                L.REMOTE_DELETE,
+                pair.remote_id,
+                pair.version,
+                appointment_id=pair.appt_id if status is not None else None,
+                purge=pair.tombstone,
+                drop_status=status is not None and not pair.tombstone,
+                conflict=conflict,
+            )
+        )
+
+    def _orphan_conflict(self, pair: _Pair) -> Conflict:
+        """A remote edit of an appointment the hub no longer has: it is deleted, and said."""
+        inp, event = self.inp, pair.event
+        return Conflict(
+            id=self._conflict_id(pair.appt_id, event),
+            agent_id=inp.agent.id,
+            appointment_id=pair.appt_id,
+            account=inp.account,
+            policy=inp.conflict.value,
+            winner="hub",
+            remote=_snapshot(event.data) if event else {},
+            detail="the hub appointment no longer exists; the remote edit was deleted",
+            created_at=inp.now,
+        )
+
+    def _both_alive(self, pair: _Pair) -> None:
+        """Both sides exist: whichever changed since the last sync wins; both changed is a
+        conflict for the policy; nothing changed refreshes the status row when needed."""
+        appt, event, status = pair.appt, pair.event, pair.status
+        assert appt is not None and pair.data is not None and pair.remote_id is not None
+        if not (pair.hub_changed or pair.remote_changed):
+            if status is not None and (pair.dirty or pair.version_moved):
+                self._refresh_status(pair)
+        elif event is not None and pair.hub_hash == pair.remote_hash:
+            self._refresh_status(pair)  # both changed to the same content
+        elif not pair.remote_changed:
+            self._push_update(appt, pair.data, pair.remote_id, pair.version, label=L.UPDATE)
+        elif not pair.hub_changed:
             assert event is not None
-            self._flow_back(appt, event, label or "flow-back")
-            return
-        assert event is not None
-        winner = self._winner(appt, event)
-        if winner == "hub":
+            self._flow_back(appt, event, pair.label or L.FLOW_BACK)
+        else:
+            self._both_changed(pair)
+
+    def _refresh_status(self, pair: _Pair) -> None:
+        assert pair.appt is not None
+        self._status_action(
+            pair.label or L.STATUS,
+            pair.status,
+            pair.appt.id,
+            pair.event,
+            pair.version,
+            pair.hub_hash,
+            pair.remote_hash,
+        )
+
+    def _both_changed(self, pair: _Pair) -> None:
+        appt, data, event = pair.appt, pair.data, pair.event
+        assert appt is not None and data is not None and event is not None
+        assert pair.remote_id is not None
+        if self._winner(appt, event) == "hub":
             conflict = self._conflict(appt, data, event, "hub", "both sides changed")
-            self._push_update(appt, data, rid, event.version, "conflict-hub", conflict=conflict)
+            self._push_update(
+                appt, data, pair.remote_id, event.version, L.CONFLICT_HUB, conflict=conflict
+            )
         else:
             conflict = self._conflict(appt, data, event, "remote", "both sides changed")
-            self._flow_back(appt, event, "conflict-remote", conflict=conflict)
+            self._flow_back(appt, event, L.CONFLICT_REMOTE, conflict=conflict)
 
     def _winner(self, appt: Appointment, event: RemoteEvent) -> str:
         policy = self.inp.conflict
@@ -473,7 +564,7 @@ class _Reconciler:
         self,
         appt: Appointment,
         event: RemoteEvent,
-        label: str,
+        label: L,
         *,
         conflict: Conflict | None = None,
         force_put: bool = False,
@@ -528,12 +619,12 @@ class _Reconciler:
         appt_id = status.appointment_id
         if not self.inp.import_external:
             self.plan.hub.append(
-                HubAction("unimport", appt_id, delete=appt is not None, drop_status=appt is None)
+                HubAction(L.UNIMPORT, appt_id, delete=appt is not None, drop_status=appt is None)
             )
             return
         if gone:
             self.plan.hub.append(
-                HubAction("hub-delete", appt_id, delete=appt is not None, drop_status=appt is None)
+                HubAction(L.HUB_DELETE, appt_id, delete=appt is not None, drop_status=appt is None)
             )
             return
         if event is None:
@@ -541,10 +632,10 @@ class _Reconciler:
         data = sanitize_external(event.data)
         digest = data.content_hash()
         if digest != status.remote_hash or appt is None or appt.deleted:
-            self._import(event, appt_id, appt, "pull")
+            self._import(event, appt_id, appt, L.PULL)
         elif event.version != status.remote_version or status.state != SYNCED:
             self.plan.hub.append(
-                HubAction("status", appt_id, status=self._ext_status(appt_id, event, data))
+                HubAction(L.STATUS, appt_id, status=self._ext_status(appt_id, event, data))
             )
 
     # -------------------------------------------------------------- unmatched
@@ -567,13 +658,13 @@ class _Reconciler:
             if status.state != CREATING and not inp.read_only:
                 # Another remote event already carries this hub id: this one is a duplicate.
                 self.plan.remote_deletes.append(
-                    RemoteDeleteAction("duplicate", event.remote_id, event.version)
+                    RemoteDeleteAction(L.DUPLICATE, event.remote_id, event.version)
                 )
             return
         if appt is None:
             if not inp.read_only:
                 self.plan.remote_deletes.append(
-                    RemoteDeleteAction("orphan", event.remote_id, event.version)
+                    RemoteDeleteAction(L.ORPHAN, event.remote_id, event.version)
                 )
             return
         if appt.id in self.handled_appt:
@@ -588,7 +679,7 @@ class _Reconciler:
             if not inp.read_only:
                 self.plan.remote_deletes.append(
                     RemoteDeleteAction(
-                        "remote-delete",
+                        L.REMOTE_DELETE,
                         event.remote_id,
                         event.version,
                         appointment_id=appt.id,
@@ -596,7 +687,7 @@ class _Reconciler:
                     )
                 )
             return
-        self._owned(None, appt, event, gone=False, dirty=True, label="link")
+        self._owned(None, appt, event, gone=False, dirty=True, label=L.LINK)
 
     def _edited_since(self, appt: Appointment | None, event: RemoteEvent | None) -> bool:
         """Without a status row: does the remote event differ from the hub's rendering?"""
@@ -614,11 +705,9 @@ class _Reconciler:
             return
         appt_id = external_id(inp.agent.id, inp.account, event.remote_id)
         self.handled_appt.add(appt_id)
-        self._import(event, appt_id, inp.appointments.get(appt_id), "import")
+        self._import(event, appt_id, inp.appointments.get(appt_id), L.IMPORT)
 
-    def _import(
-        self, event: RemoteEvent, appt_id: str, appt: Appointment | None, label: str
-    ) -> None:
+    def _import(self, event: RemoteEvent, appt_id: str, appt: Appointment | None, label: L) -> None:
         data = sanitize_external(event.data)
         fields: dict[str, Any] = {
             "start": _norm(data.start),
@@ -658,7 +747,7 @@ class _Reconciler:
                 else:
                     self.plan.remote_deletes.append(
                         RemoteDeleteAction(
-                            "remote-delete",
+                            L.REMOTE_DELETE,
                             event.remote_id,
                             event.version,
                             appointment_id=appt.id,
@@ -666,15 +755,15 @@ class _Reconciler:
                         )
                     )
                 return
-            self.plan.hub.append(HubAction("purge", appt.id, purge=True))
+            self.plan.hub.append(HubAction(L.PURGE, appt.id, purge=True))
             return
         if appt.kind is Kind.EXTERNAL:
             if not inp.import_external:
-                self.plan.hub.append(HubAction("unimport", appt.id, delete=True))
+                self.plan.hub.append(HubAction(L.UNIMPORT, appt.id, delete=True))
             elif inp.fetch.full and inp.window.overlaps(appt.start, appt.end):
                 # A full listing would have matched it by its derived id: the agent's event
                 # is gone (or moved out of the window, where the hub does not need a copy).
-                self.plan.hub.append(HubAction("hub-delete", appt.id, delete=True))
+                self.plan.hub.append(HubAction(L.HUB_DELETE, appt.id, delete=True))
             return
         if appt.push_state is not PushState.SYNC or inp.read_only:
             return
@@ -700,7 +789,7 @@ class _Reconciler:
                 "again (it may have been deleted in the agent's calendar)",
                 created_at=inp.now,
             )
-        self._create(appt, data, "create", conflict=conflict)
+        self._create(appt, data, L.CREATE, conflict=conflict)
 
     # -------------------------------------------------------------- builders
 
@@ -715,7 +804,7 @@ class _Reconciler:
         self,
         appt: Appointment,
         data: EventData,
-        label: str,
+        label: L,
         *,
         conflict: Conflict | None = None,
         replaces: str | None = None,
@@ -733,7 +822,7 @@ class _Reconciler:
         data: EventData,
         remote_id: str,
         version: str | None,
-        label: str,
+        label: L,
         **extra: Any,
     ) -> None:
         if self.inp.read_only:
@@ -768,7 +857,7 @@ class _Reconciler:
 
     def _status_action(
         self,
-        label: str,
+        label: L,
         status: SyncStatus | None,
         appt_id: str,
         event: RemoteEvent | None,
