@@ -18,6 +18,10 @@
   agent's hub change counter (:meth:`hub.store.base.Store.get_hub_seq`) and the settings are
   what that pass saw, and the incremental fetch reports nothing, neither side changed: the
   pass stores the new cursor (if any) and skips reading the hub and reconciling.
+
+A pass reads through :class:`hub.sync_read.PassReader` (nothing there writes), decides with
+the pure :func:`hub.reconcile.reconcile`, and writes through
+:class:`hub.sync_apply.PlanApplier`; this module keeps the order and the calendar state.
 """
 
 from __future__ import annotations
@@ -26,10 +30,8 @@ import hashlib
 import logging
 import random
 import time
-from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -39,44 +41,32 @@ from hub.backoff import RetryPolicy, Sleep, retry
 from hub.boundary import guard
 from hub.config import HubSettings
 from hub.metrics import Metrics
-from hub.model import Agent, Appointment, CalendarState, PassResult, Request, SyncStatus
-from hub.plan import HubAction, Plan, PushAction, RemoteDeleteAction
+from hub.model import Agent, CalendarState, PassResult, SyncStatus
+from hub.plan import Plan
 from hub.reconcile import (
     CREATING,
     STALE,
     ReconcileInput,
-    event_span,
     reconcile,
-    wanted_appointment_ids,
 )
-from hub.render import render_event
 from hub.spec import (
     AttentionNeeded,
     AuthError,
-    CalendarRef,
-    CursorInvalid,
-    EventData,
     FetchResult,
     NotFoundError,
-    PermanentError,
-    PreconditionFailed,
     Provider,
     ProviderError,
-    PushItem,
-    PushResult,
-    RemoteEvent,
     TransientError,
-    Window,
 )
-from hub.store.base import Store, StoreUnavailable, Tx
-from hub.window import sync_window
+from hub.store.base import Store
+from hub.sync_apply import PlanApplier
+from hub.sync_read import PassReader
+from hub.sync_scope import PassScope, Tally
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-HUB_CHUNK = 200  # hub-side actions per transaction
-FIND_CHUNK = 50  # hub ids per provider.find call
 MAX_NOTICES = 50  # skipped items kept in the calendar state
 IMPORT_FLAG = "import_external"  # stats key: the import setting the stored cursor was taken with
 PAIRS = "pairs"  # stats key: 1 when the status table had rows after the last pass
@@ -84,21 +74,6 @@ WINDOW_DAY = "window_day"  # stats key: the first day of the window the cursor w
 MAILBOX = "mailbox"  # stats key: a digest of the mailbox address the cursor was taken for
 CLEAN_SEQ = "clean_hub_seq"  # stats key: the agent's hub_seq after the last clean pass
 SETTINGS_HASH = "settings_hash"  # stats key: fingerprint of what that pass rendered with
-
-
-@dataclass(slots=True)
-class _Tally:
-    """What one pass did: counts by action label, skipped items, provider calls."""
-
-    counts: Counter[str] = field(default_factory=Counter)
-    skipped: list[str] = field(default_factory=list)
-    notices: list[str] = field(default_factory=list)
-    requests: int = 0
-
-    def skip(self, item: str, reason: str) -> None:
-        self.skipped.append(f"{item}: {reason}")
-        self.counts["skipped"] += 1
-        log.warning("sync skipped %s: %s", item, reason)
 
 
 def _persisted(state: CalendarState | None) -> tuple[Any, ...] | None:
@@ -116,11 +91,6 @@ def _persisted(state: CalendarState | None) -> tuple[Any, ...] | None:
         tuple(state.notices),
         tuple(sorted(state.stats.items())),
     )
-
-
-def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
-    for i in range(0, len(items), max(1, size)):
-        yield items[i : i + size]
 
 
 def _quiet(fetch: FetchResult) -> bool:
@@ -179,7 +149,7 @@ class AgentSync:
         before = _persisted(stored)
         state = stored or CalendarState(agent_id=agent.id, account=self.account)
         state = replace(state, notices=list(state.notices), stats=dict(state.stats))
-        tally = _Tally()
+        tally = Tally()
         error_kind = ""
         one = _Pass(self, agent, state, tally, allow_empty, started)
         try:
@@ -219,7 +189,7 @@ class AgentSync:
             self.metrics.sync_items(self.account, result.counts)
         return result
 
-    def _finish_state(self, state: CalendarState, result: PassResult, tally: _Tally) -> None:
+    def _finish_state(self, state: CalendarState, result: PassResult, tally: Tally) -> None:
         state.last_result = result.result
         state.last_error = result.error
         state.needs_attention = result.result == "needs-attention" or (
@@ -243,7 +213,7 @@ class AgentSync:
 
     # ------------------------------------------------------------------ provider calls
 
-    async def call(self, tally: _Tally, call: Callable[[], Awaitable[T]]) -> T:
+    async def call(self, tally: Tally, call: Callable[[], Awaitable[T]]) -> T:
         """One provider call with the retry policy; every attempt counts as a request."""
 
         async def attempt() -> T:
@@ -253,35 +223,25 @@ class AgentSync:
         return await retry(attempt, policy=self.retry_policy, sleep=self.sleep, rng=self.rng)
 
 
-class _Pass:
-    """The state of one running pass of one agent."""
+class _Pass(PassScope):
+    """One running pass of one agent: decides when to take the quiet path, reconciles, and
+    keeps the calendar state's cursor bookkeeping. Reading is :class:`PassReader`'s job and
+    writing :class:`PlanApplier`'s."""
 
     def __init__(
         self,
         engine: AgentSync,
         agent: Agent,
         state: CalendarState,
-        tally: _Tally,
+        tally: Tally,
         allow_empty: bool,
         now: datetime,
     ) -> None:
-        self.engine = engine
-        self.store = engine.store
-        self.provider = engine.provider
-        self.account = engine.account
-        self.settings = engine.settings
-        self.agent = agent
+        super().__init__(engine, agent, tally, now)
+        self.read = PassReader(engine, agent, tally, now)
+        self.write = PlanApplier(engine, agent, tally, now)
         self.state = state
-        self.tally = tally
         self.allow_empty = allow_empty
-        self.now = now
-        self.cal = CalendarRef(agent.id, agent.email, agent.calendar)
-        self.window: Window = sync_window(now, self.settings.days_past, self.settings.days_future)
-        self.statuses: dict[str, SyncStatus] = {}
-        self.requests: dict[str, Request | None] = {}  # read once per pass, for rendering
-        # The agent's hub_seq as far as this pass accounts for it (its own writes included);
-        # None once a change by someone else may have slipped in.
-        self.seq: int | None = None
         self.clean_seq: int | None = None  # set when the pass ends clean
         self.import_on = (
             agent.import_external
@@ -292,22 +252,22 @@ class _Pass:
     async def run(self, result: PassResult) -> None:
         # Read before anything of the hub: a change committed after this read moves the
         # counter past the value this pass records.
-        self.seq = await self.store.get_hub_seq(self.agent.id)
+        self.write.seq = await self.store.get_hub_seq(self.agent.id)
         fetch: FetchResult | None = None
         if self._quiet_possible():
-            fetch = await self._fetch(self.state.cursor)
+            fetch = await self.read.fetch(self.state.cursor)
             if _quiet(fetch):
                 self._take_cursor(fetch)
-                self.clean_seq = self.seq
+                self.clean_seq = self.write.seq
                 return
         if self._target_changed():
             await self._forget_old_target()
         statuses = await self.store.list_status(self.agent.id, self.account)
-        self.statuses = {s.appointment_id: s for s in statuses}
+        self.write.statuses = {s.appointment_id: s for s in statuses}
         usable = self._cursor_usable(statuses)
         if fetch is None or (not usable and not fetch.full):
-            fetch = await self._fetch(self.state.cursor if usable else None)
-        appts = await self._load(statuses, fetch, ())
+            fetch = await self.read.fetch(self.state.cursor if usable else None)
+        appts = await self.read.load(statuses, fetch, ())
         inp = ReconcileInput(
             agent=self.agent,
             account=self.account,
@@ -316,7 +276,7 @@ class _Pass:
             appointments=appts,
             statuses=statuses,
             fetch=fetch,
-            render=await self._renderer(appts.values()),
+            render=await self.read.renderer(appts.values()),
             import_external=self.import_on,
             conflict=self.settings.conflict,
             remote_delete=self.settings.remote_delete,
@@ -326,14 +286,14 @@ class _Pass:
         )
         plan = reconcile(inp)
         if plan.needs_lookup and not plan.stop:
-            looked_up = await self._get(plan.get)
-            found = await self._find(plan.find)
+            looked_up = await self.read.get(plan.get)
+            found = await self.read.find(plan.find)
             extra = [e for e in (*looked_up.values(), *found.values()) if e is not None]
-            appts = await self._load(statuses, fetch, extra, appts)
+            appts = await self.read.load(statuses, fetch, extra, appts)
             inp = replace(
                 inp,
                 appointments=appts,
-                render=await self._renderer(appts.values()),
+                render=await self.read.renderer(appts.values()),
                 looked_up=looked_up,
                 found=found,
             )
@@ -345,20 +305,20 @@ class _Pass:
             # Drop the cursor: a delta from it would report the deletes the stop refused.
             self.state.cursor = None
             return
-        await self._apply(plan)
+        await self.write.apply(plan)
         if not plan.empty:
             statuses = await self.store.list_status(self.agent.id, self.account)
         self._advance(fetch, plan, statuses)
         if self._clean(statuses):
-            self.clean_seq = self.seq
+            self.clean_seq = self.write.seq
 
     def _quiet_possible(self) -> bool:
         """Whether the hub side is exactly what the last clean pass left (see the module
         docstring): then only the provider can have something new."""
         stats = self.state.stats
         return (
-            self.seq is not None
-            and stats.get(CLEAN_SEQ) == self.seq
+            self.write.seq is not None
+            and stats.get(CLEAN_SEQ) == self.write.seq
             and stats.get(SETTINGS_HASH) == self.engine.fingerprint(self.agent)
             and self.state.last_result == "ok"
             and not (self.allow_empty or self.state.allow_empty_once)
@@ -408,7 +368,7 @@ class _Pass:
         imports of the old one are removed by the full listing). The old calendar's events
         are left where they are: the hub may no longer reach it."""
         accounts = {self.account, self.state.account}
-        async with self._transaction() as tx:
+        async with self.write.transaction() as tx:
             for account in accounts:
                 for status in await tx.list_status(self.agent.id, account):
                     await tx.delete_status(self.agent.id, status.appointment_id, account)
@@ -440,400 +400,6 @@ class _Pass:
         if plan.used_empty_override:
             state.allow_empty_once = False
         state.stats[PAIRS] = int(bool(statuses))
-
-    # ------------------------------------------------------------------ reading
-
-    async def _fetch(self, cursor: str | None) -> FetchResult:
-        try:
-            return await self.engine.call(
-                self.tally, lambda: self.provider.fetch(self.cal, self.window, cursor)
-            )
-        except CursorInvalid as exc:
-            if cursor is None:
-                raise
-            self.tally.notices.append(f"cursor refused ({exc.message}); listed the whole window")
-            self.tally.counts["full_fetch"] += 1
-            return await self.engine.call(
-                self.tally, lambda: self.provider.fetch(self.cal, self.window, None)
-            )
-
-    async def _load(
-        self,
-        statuses: Sequence[SyncStatus],
-        fetch: FetchResult,
-        extra: Sequence[RemoteEvent],
-        have: dict[str, Appointment] | None = None,
-    ) -> dict[str, Appointment]:
-        if have is None:
-            listed = await self.store.list_appointments(
-                agent_id=self.agent.id,
-                start=self.window.start,
-                end=self.window.end,
-                include_deleted=True,
-            )
-            have = {a.id: a for a in listed}
-        else:
-            have = dict(have)
-        missing = wanted_appointment_ids(statuses, fetch, self.window, extra) - set(have)
-        if missing:
-            found = await self.store.get_appointments(missing, include_deleted=True)
-            have.update((appt_id, found[appt_id]) for appt_id in sorted(found))  # stable order
-        return have
-
-    async def _renderer(self, appts: Iterable[Appointment]) -> Callable[[Appointment], EventData]:
-        # Kept on the pass: the re-plan after a lookup reads only the requests it adds.
-        requests = self.requests
-        for appt in appts:
-            rid = appt.request_id
-            if rid is not None and rid not in requests:
-                requests[rid] = await self.store.get_request(rid)
-        agent, settings = self.agent, self.settings
-
-        def render(appt: Appointment) -> EventData:
-            request = requests.get(appt.request_id) if appt.request_id else None
-            return render_event(appt, agent, request, settings)
-
-        return render
-
-    async def _get(self, remote_ids: Sequence[str]) -> dict[str, RemoteEvent | None]:
-        found: dict[str, RemoteEvent | None] = {}
-        for rid in remote_ids:
-            try:
-                found[rid] = await self.engine.call(
-                    self.tally, lambda rid=rid: self.provider.get(self.cal, rid)
-                )
-            except NotFoundError:
-                found[rid] = None
-            except PermanentError as exc:
-                self.tally.skip(rid, exc.message)  # unreadable: left as it is this pass
-            except NotImplementedError:
-                # Without get nothing can be verified: leave these as they are (never a
-                # delete on a guess).
-                self.tally.notices.append("the provider cannot read single events (get)")
-                break
-        return found
-
-    async def _find(self, hub_ids: Sequence[str]) -> dict[str, RemoteEvent]:
-        found: dict[str, RemoteEvent] = {}
-        for chunk in _chunks(hub_ids, FIND_CHUNK):
-            try:
-                found.update(
-                    await self.engine.call(
-                        self.tally, lambda chunk=chunk: self.provider.find(self.cal, list(chunk))
-                    )
-                )
-            except NotImplementedError:
-                # The contract's idempotent create still links a repeated create.
-                self.tally.notices.append("the provider cannot look events up by hub id (find)")
-                break
-        return found
-
-    # ------------------------------------------------------------------ applying
-
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[Tx]:
-        """A write transaction of the engine that keeps :attr:`seq` in step with its own
-        writes: the counter is read as the transaction starts and as it ends, and when it
-        started where this pass left it, nobody else wrote in between."""
-        async with self.store.transaction(self.engine.origin) as tx:
-            before = await tx.get_hub_seq(self.agent.id)
-            yield tx
-            after = await tx.get_hub_seq(self.agent.id)
-        self.seq = after if self.seq is not None and before == self.seq else None
-
-    async def _apply(self, plan: Plan) -> None:
-        await self._apply_hub(plan.hub)
-        for action in plan.remote_deletes:
-            await self._delete(action)
-        batch = max(1, self.provider.max_batch)
-        for chunk in _chunks(plan.pushes, batch):
-            await self._push(list(chunk))
-
-    async def _apply_hub(self, actions: Sequence[HubAction]) -> None:
-        for chunk in _chunks(actions, HUB_CHUNK):
-            try:
-                async with self._transaction() as tx:
-                    planned = (a.appointment_id for a in chunk if a.planned_version is not None)
-                    versions = await self._versions(tx, planned)
-                    written = [a for a in chunk if await self._write_hub(tx, a, versions)]
-            except StoreUnavailable:
-                raise  # no write can start: stop the pass instead of skipping every item
-            except Exception:
-                if len(chunk) == 1:
-                    self._hub_failed(chunk[0])
-                    continue
-                # Find the bad one: each action on its own, so the rest still commits.
-                for action in chunk:
-                    try:
-                        async with self._transaction() as tx:
-                            done = await self._write_hub(tx, action, {})
-                    except Exception:
-                        self._hub_failed(action)
-                    else:
-                        if done:
-                            self._count(action.label, action.conflict is not None)
-                continue
-            for action in written:
-                self._count(action.label, action.conflict is not None)
-
-    def _hub_failed(self, action: HubAction) -> None:
-        log.exception("sync: hub write %s of %s failed", action.label, action.appointment_id)
-        self.tally.skip(action.appointment_id, f"hub write failed ({action.label})")
-
-    @staticmethod
-    async def _versions(tx: Tx, appt_ids: Iterable[str]) -> dict[str, int | None]:
-        """The current version of each appointment (None: none), read with one query for a
-        whole batch of writes instead of one per write."""
-        ids = set(appt_ids)
-        found = await tx.get_appointments(ids, include_deleted=True) if ids else {}
-        return {i: found[i].version if i in found else None for i in ids}
-
-    async def _moved_on(
-        self, tx: Tx, appt_id: str, planned: int | None, versions: dict[str, int | None]
-    ) -> bool:
-        """Whether the appointment changed (API, rules) since the plan was made.
-
-        ``versions`` holds versions read earlier in this transaction; the id is taken out of
-        it, as the caller writes the appointment next (a later check reads it again)."""
-        known = appt_id in versions
-        current = versions.pop(appt_id, None)
-        if planned is None:
-            return False
-        if not known:
-            appt = await tx.get_appointment(appt_id, include_deleted=True)
-            current = None if appt is None else appt.version
-        return current is not None and current != planned
-
-    async def _write_hub(self, tx: Tx, action: HubAction, versions: dict[str, int | None]) -> bool:
-        """Write one hub action; False when it was left for the next pass (hub changed)."""
-        appt_id = action.appointment_id
-        if await self._moved_on(tx, appt_id, action.planned_version, versions):
-            # Writing now would undo a change made during this pass. The change triggers
-            # another pass; the stale mark makes it re-read the remote side the cursor has
-            # already moved past.
-            self.tally.counts["replan"] += 1
-            status = self.statuses.get(appt_id)
-            if status is not None and status.remote_id is not None:
-                await tx.put_status(self._stale(appt_id, status.remote_id))
-            return False
-        if action.conflict is not None:
-            await tx.add_conflict(action.conflict)
-        if action.delete:
-            await tx.delete_appointment(appt_id)
-            await tx.purge_appointment(appt_id)
-        elif action.purge:
-            await tx.purge_appointment(appt_id)
-        if action.put is not None:
-            await tx.put_appointment(action.put)
-        if action.status is not None:
-            await tx.put_status(replace(action.status, updated_at=self.now))
-        elif action.drop_status:
-            await tx.delete_status(self.agent.id, appt_id, self.account)
-        if action.audit is not None:
-            await tx.audit("appointment", appt_id, action.audit[0], **action.audit[1])
-        return True
-
-    def _count(self, label: str, conflict: bool) -> None:
-        self.tally.counts[label] += 1
-        if conflict:
-            self.tally.counts["conflicts"] += 1
-
-    def _stale(self, appointment_id: str, remote_id: str | None) -> SyncStatus:
-        """The pair's status row marked stale: the next pass re-reads the event first."""
-        current = self.statuses.get(appointment_id)
-        if current is not None and current.state != CREATING:
-            return replace(current, state=STALE, updated_at=self.now)
-        return SyncStatus(
-            agent_id=self.agent.id,
-            appointment_id=appointment_id,
-            account=self.account,
-            remote_id=remote_id,
-            remote_version=None,
-            hub_hash=None,
-            remote_hash=None,
-            state=STALE,
-            updated_at=self.now,
-        )
-
-    async def _delete(self, action: RemoteDeleteAction) -> None:
-        try:
-            await self.engine.call(
-                self.tally,
-                lambda: self.provider.delete(self.cal, action.remote_id, action.version),
-            )
-        except NotFoundError:
-            pass  # already gone: the delete is done
-        except PreconditionFailed as exc:
-            self.tally.counts["replan"] += 1
-            log.info("sync: delete of %s refused (%s); re-planned", action.remote_id, exc)
-            if action.appointment_id is not None and action.appointment_id in self.statuses:
-                async with self._transaction() as tx:
-                    await tx.put_status(self._stale(action.appointment_id, action.remote_id))
-            return
-        except PermanentError as exc:
-            self.tally.skip(action.appointment_id or action.remote_id, exc.message)
-            return
-        async with self._transaction() as tx:
-            if action.conflict is not None:
-                await tx.add_conflict(action.conflict)
-            appt_id = action.appointment_id
-            if appt_id is not None and action.purge:
-                await tx.purge_appointment(appt_id)
-            elif appt_id is not None and action.drop_status:
-                await tx.delete_status(self.agent.id, appt_id, self.account)
-            if appt_id is None:
-                await tx.audit(
-                    "remote-event", action.remote_id, f"deleted-{action.label}", agent=self.agent.id
-                )
-        self._count(action.label, action.conflict is not None)
-
-    async def _push(self, actions: list[PushAction]) -> None:
-        creates = [a for a in actions if a.is_create]
-        if creates:
-            # Committed before the remote call: a crash after the create leaves this row,
-            # and the next pass looks the event up by hub id instead of creating it again.
-            async with self._transaction() as tx:
-                await tx.put_statuses([self._creating(a) for a in creates])
-                # A create's conflict is recorded with the decision: after a crash the next
-                # pass links the event and would have no reason to record it again.
-                for action in creates:
-                    if action.conflict is not None:
-                        await tx.add_conflict(action.conflict)
-        pending = actions
-        retry_no = 0
-        while pending:
-            outcomes = await self.engine.call(
-                self.tally,
-                lambda pending=pending: self.provider.push(
-                    self.cal, [self._item(a) for a in pending]
-                ),
-            )
-            again, last = await self._settle(pending, outcomes)
-            if not again:
-                return
-            assert last is not None
-            policy = self.engine.retry_policy
-            retry_no += 1
-            if retry_no >= policy.attempts:
-                raise TransientError(f"{last.message} (gave up after {policy.attempts} attempts)")
-            if last.retry_after is not None and last.retry_after > policy.max_retry_after:
-                # As for a whole call (hub.backoff.retry): a wait that long ends the pass.
-                raise TransientError(
-                    f"{last.message} (server asked to wait {last.retry_after:g} s)",
-                    retry_after=last.retry_after,
-                )
-            wait = policy.delay(retry_no - 1, last.retry_after, self.engine.rng)
-            await self.engine.sleep(wait)
-            pending = again
-
-    def _creating(self, action: PushAction) -> SyncStatus:
-        start, end = event_span(action.data)
-        digest = action.hub_hash
-        return SyncStatus(
-            agent_id=self.agent.id,
-            appointment_id=action.appointment_id,
-            account=self.account,
-            remote_id=None,
-            remote_version=None,
-            hub_hash=digest,
-            remote_hash=digest,
-            state=CREATING,
-            start=start,
-            end=end,
-            updated_at=self.now,
-        )
-
-    @staticmethod
-    def _item(action: PushAction) -> PushItem:
-        return PushItem(
-            action.appointment_id,
-            action.data,
-            action.remote_id,
-            action.version,
-            replaces=action.replaces,
-        )
-
-    async def _settle(
-        self, actions: Sequence[PushAction], outcomes: Sequence[PushResult | ProviderError]
-    ) -> tuple[list[PushAction], TransientError | None]:
-        """Commit what the provider accepted; return the items to retry (transient) and the
-        transient error asking for the longest wait."""
-        again: list[PushAction] = []
-        last: TransientError | None = None
-        fatal: ProviderError | None = None
-        done: list[tuple[PushAction, PushResult]] = []
-        stale: list[SyncStatus] = []
-        dropped: list[str] = []
-        for action, outcome in zip(actions, outcomes, strict=True):
-            if isinstance(outcome, PushResult):
-                done.append((action, outcome))
-            elif isinstance(outcome, TransientError):
-                again.append(action)
-                # All of them are sent again together: wait as long as the longest asked.
-                if last is None or (outcome.retry_after or 0) > (last.retry_after or 0):
-                    last = outcome
-            elif isinstance(outcome, AuthError):
-                fatal = outcome
-                if action.is_create:
-                    dropped.append(action.appointment_id)
-            elif isinstance(outcome, (PreconditionFailed, NotFoundError)) and not action.is_create:
-                self.tally.counts["replan"] += 1
-                stale.append(self._stale(action.appointment_id, action.remote_id))
-            else:
-                self.tally.skip(action.appointment_id, outcome.message)
-                if action.is_create:
-                    dropped.append(action.appointment_id)
-        if done or stale or dropped:
-            async with self._transaction() as tx:
-                puts = (a.appointment_id for a, _ in done if a.hub_put is not None)
-                versions = await self._versions(tx, puts)
-                for action, res in done:
-                    await self._write_pushed(tx, action, res, versions)
-                if stale:
-                    await tx.put_statuses(stale)
-                for appt_id in dropped:
-                    await tx.delete_status(self.agent.id, appt_id, self.account)
-        for action, _ in done:
-            self._count(action.label, action.conflict is not None)
-        if fatal is not None:
-            raise fatal
-        return again, last
-
-    async def _write_pushed(
-        self, tx: Tx, action: PushAction, res: PushResult, versions: dict[str, int | None]
-    ) -> None:
-        remote = res.data or action.data
-        # Most providers store exactly what was sent: skip hashing the same content twice.
-        remote_hash = action.hub_hash if remote == action.data else remote.content_hash()
-        start, end = event_span(remote)
-        if action.conflict is not None and not action.is_create:
-            await tx.add_conflict(action.conflict)
-        status = SyncStatus(
-            agent_id=self.agent.id,
-            appointment_id=action.appointment_id,
-            account=self.account,
-            remote_id=res.remote_id,
-            remote_version=res.version,
-            hub_hash=action.hub_hash,
-            remote_hash=remote_hash,
-            start=start,
-            end=end,
-            updated_at=self.now,
-        )
-        put = action.hub_put
-        if put is not None and await self._moved_on(
-            tx, action.appointment_id, put.version, versions
-        ):
-            # The hub changed while the remote side was being written: neither side is the
-            # last-synced base any more, so the next pass re-reads the event and treats the
-            # pair as changed on both sides (the conflict policy decides, and it is recorded).
-            self.tally.counts["replan"] += 1
-            status = replace(status, hub_hash=None, remote_hash=None, state=STALE)
-        elif put is not None:
-            await tx.put_appointment(put)
-        await tx.put_status(status)
-        if action.audit is not None:
-            await tx.audit("appointment", action.appointment_id, action.audit[0], **action.audit[1])
 
 
 __all__ = ["AgentSync"]
