@@ -267,7 +267,7 @@ class _Pass(PassScope):
         usable = self._cursor_usable(statuses)
         if fetch is None or (not usable and not fetch.full):
             fetch = await self.read.fetch(self.state.cursor if usable else None)
-        appts = await self.read.load(statuses, fetch, ())
+        appts = await self.read.hub.load(statuses, fetch, ())
         inp = ReconcileInput(
             agent=self.agent,
             account=self.account,
@@ -276,7 +276,7 @@ class _Pass(PassScope):
             appointments=appts,
             statuses=statuses,
             fetch=fetch,
-            render=await self.read.renderer(appts.values()),
+            render=await self.read.hub.renderer(appts.values()),
             import_external=self.import_on,
             conflict=self.settings.conflict,
             remote_delete=self.settings.remote_delete,
@@ -289,11 +289,11 @@ class _Pass(PassScope):
             looked_up = await self.read.get(plan.get)
             found = await self.read.find(plan.find)
             extra = [e for e in (*looked_up.values(), *found.values()) if e is not None]
-            appts = await self.read.load(statuses, fetch, extra, appts)
+            appts = await self.read.hub.load(statuses, fetch, extra, appts)
             inp = replace(
                 inp,
                 appointments=appts,
-                render=await self.read.renderer(appts.values()),
+                render=await self.read.hub.renderer(appts.values()),
                 looked_up=looked_up,
                 found=found,
             )

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from hub.config import HubSettings
 from hub.model import Agent, Appointment, Request, SyncStatus
 from hub.reconcile import wanted_appointment_ids
 from hub.render import render_event
@@ -20,7 +21,9 @@ from hub.spec import (
     NotFoundError,
     PermanentError,
     RemoteEvent,
+    Window,
 )
+from hub.store.base import Store
 from hub.sync_scope import PassScope, Tally, chunks
 
 if TYPE_CHECKING:
@@ -29,22 +32,18 @@ if TYPE_CHECKING:
 FIND_CHUNK = 50  # hub ids per provider.find call
 
 
-class PassReader(PassScope):
-    """What one pass reads, with the per-pass caches (the requests rendering needs)."""
+class HubReader:
+    """The hub side of a pass: the appointments a reconcile looks at and their renderer.
 
-    def __init__(self, engine: AgentSync, agent: Agent, tally: Tally, now: datetime) -> None:
-        super().__init__(engine, agent, tally, now)
+    Needs no provider, so the status route's preview (:mod:`hub.sync_preview`) reads exactly
+    what a pass would."""
+
+    def __init__(self, store: Store, agent: Agent, settings: HubSettings, window: Window) -> None:
+        self.store = store
+        self.agent = agent
+        self.settings = settings
+        self.window = window
         self.requests: dict[str, Request | None] = {}  # read once per pass, for rendering
-
-    async def fetch(self, cursor: str | None) -> FetchResult:
-        try:
-            return await self.calls(lambda: self.provider.fetch(self.cal, self.window, cursor))
-        except CursorInvalid as exc:
-            if cursor is None:
-                raise
-            self.tally.notices.append(f"cursor refused ({exc.message}); listed the whole window")
-            self.tally.counts["full_fetch"] += 1
-            return await self.calls(lambda: self.provider.fetch(self.cal, self.window, None))
 
     async def load(
         self,
@@ -70,7 +69,7 @@ class PassReader(PassScope):
         return have
 
     async def renderer(self, appts: Iterable[Appointment]) -> Callable[[Appointment], EventData]:
-        # Kept on the pass: the re-plan after a lookup reads only the requests it adds.
+        # Kept on the reader: the re-plan after a lookup reads only the requests it adds.
         requests = self.requests
         for appt in appts:
             rid = appt.request_id
@@ -83,6 +82,25 @@ class PassReader(PassScope):
             return render_event(appt, agent, request, settings)
 
         return render
+
+
+class PassReader(PassScope):
+    """What one pass reads from the provider: the fetch (falling back to a full listing when
+    the cursor is refused) and the lookups the reconcile asks for."""
+
+    def __init__(self, engine: AgentSync, agent: Agent, tally: Tally, now: datetime) -> None:
+        super().__init__(engine, agent, tally, now)
+        self.hub = HubReader(self.store, agent, self.settings, self.window)
+
+    async def fetch(self, cursor: str | None) -> FetchResult:
+        try:
+            return await self.calls(lambda: self.provider.fetch(self.cal, self.window, cursor))
+        except CursorInvalid as exc:
+            if cursor is None:
+                raise
+            self.tally.notices.append(f"cursor refused ({exc.message}); listed the whole window")
+            self.tally.counts["full_fetch"] += 1
+            return await self.calls(lambda: self.provider.fetch(self.cal, self.window, None))
 
     async def get(self, remote_ids: Sequence[str]) -> dict[str, RemoteEvent | None]:
         found: dict[str, RemoteEvent | None] = {}

@@ -9,37 +9,18 @@ from aiohttp import web
 from hub.admin.context import AdminContext, agent_filter, agent_or_404, hub_of
 from hub.admin.errors import ApiError
 from hub.admin.validation import boolean, limit, parse_fields, query, read_object
-from hub.admin.views import EventRenderer, calendar_state_json, conflict_json, pass_json
-from hub.model import Agent, PushState
-from hub.window import sync_window
+from hub.admin.views import calendar_state_json, conflict_json, pass_json
+from hub.model import Agent
+from hub.sync_preview import pending
 
 routes = web.RouteTableDef()
 
 
 async def pending_pushes(hub: AdminContext, agent: Agent, now: datetime) -> dict[str, int]:
-    """What the next pass would write to the agent's calendar, judged from the status table:
-    creates (no status row yet), updates (rendered content differs from what was last
-    pushed) and deletes (tombstones the remote side still has)."""
-    counts = {"creates": 0, "updates": 0, "deletes": 0}
-    if agent.account is None:
-        return counts
-    window = sync_window(now, hub.config.hub.days_past, hub.config.hub.days_future)
-    status = {s.appointment_id: s for s in await hub.store.list_status(agent.id, agent.account)}
-    appts = await hub.store.list_appointments(agent_id=agent.id, include_deleted=True)
-    renderer = EventRenderer(hub.store, hub.config.hub, [agent])
-    for appt in appts:
-        row = status.get(appt.id)
-        if appt.deleted:
-            counts["deletes"] += row is not None and not row.external
-            continue
-        if appt.push_state is not PushState.SYNC or not window.overlaps(appt.start, appt.end):
-            continue
-        if row is None:
-            counts["creates"] += 1
-            continue
-        event = await renderer.event(appt)
-        counts["updates"] += event is not None and event.content_hash() != row.hub_hash
-    return counts
+    """What the next pass would write to the agent's calendar: creates, updates and deletes,
+    from a dry run of the real reconcile over the hub side (:mod:`hub.sync_preview`)."""
+    found = await pending(hub.store, hub.config.hub, agent, now)
+    return {"creates": found.creates, "updates": found.updates, "deletes": found.deletes}
 
 
 @routes.post("/agents/{id}/sync", name="agent-sync")
