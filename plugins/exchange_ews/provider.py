@@ -32,6 +32,7 @@ import anyio
 from hub.spec import (
     AccountConfig,
     CalendarRef,
+    CallStatus,
     CheckItem,
     EventData,
     FetchResult,
@@ -431,15 +432,17 @@ class EwsProvider(Provider):
         item: str | None = None,
     ) -> T:
         """``fn(*args)`` in a worker thread under the account's limiter; faults become hub
-        errors, each call is reported to telemetry."""
+        errors. Each call is reported to telemetry as one request (a chunked GetItem or
+        CreateItem of more than 50 items is several)."""
         assert self._limiter is not None
         started = time.perf_counter()
-        status = "ok"
+        status = CallStatus.OK
         try:
             return await anyio.to_thread.run_sync(lambda: fn(*args), limiter=self._limiter)
         except EwsFault as fault:
-            status = fault.code
-            raise error_for(fault, mailbox=cal.mailbox, item=item) from None
+            error = error_for(fault, mailbox=cal.mailbox, item=item)
+            status = CallStatus.of(error)
+            raise error from None
         finally:
             self.telemetry.request(
                 self.account.name, operation, status, time.perf_counter() - started

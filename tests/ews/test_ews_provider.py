@@ -10,7 +10,15 @@ from pathlib import Path
 import anyio
 import pytest
 
-from hub.spec import AuthError, CalendarRef, EventData, PushItem, Window, account_config
+from hub.spec import (
+    AuthError,
+    CalendarRef,
+    EventData,
+    PushItem,
+    TransientError,
+    Window,
+    account_config,
+)
 from plugins.exchange_ews import EwsProvider
 from tests.core.admin_support import running_api
 from tests.ews.conftest import account_for
@@ -157,3 +165,21 @@ async def test_a_full_listing_is_one_sync_one_calendar_view_and_chunked_get_item
     ops = {op: n for (mb, op), n in fake.ops.items() if mb == MAILBOXES[0]}
     # GetFolder once per agent (then cached); GetItem in chunks of 50.
     assert ops == {"GetFolder": 1, "SyncFolderItems": 1, "FindItem": 1, "GetItem": 2}
+
+
+async def test_telemetry_hears_each_call_with_the_hubs_outcome_vocabulary(
+    fake: EwsFake, cal: CalendarRef
+) -> None:
+    heard: list[tuple[str, str, str]] = []
+
+    class Recorder:
+        def request(self, account: str, operation: str, status: str, seconds: float) -> None:
+            heard.append((account, operation, str(status)))
+
+    async with EwsProvider(account_for(fake), Recorder()) as provider:
+        first = await provider.fetch(cal, WINDOW, None)
+        fake.busy(MAILBOXES[0], 1, back_off_ms=1000)
+        with pytest.raises(TransientError):
+            await provider.fetch(cal, WINDOW, first.cursor)
+    assert ("onprem", "sync", "ok") in heard and ("onprem", "find", "ok") in heard
+    assert heard[-1] == ("onprem", "sync", "throttled")
