@@ -183,6 +183,7 @@ async def entries(request: web.Request) -> web.Response:
             keep = set(chosen)
             appts = [a for a in appts if a.agent_id in keep]
         gone = []
+    await renderer.preload(appts)
     rows = [row for appt in appts if (row := await entry_json(renderer, appt)) is not None]
     return web.json_response({"entries": rows, "gone": gone})
 

@@ -147,6 +147,14 @@ class EventRenderer:
             self._agents[agent_id] = await self.store.get_agent(agent_id)
         return self._agents[agent_id]
 
+    async def preload(self, appts: Iterable[Appointment]) -> None:
+        """Read the requests of ``appts`` in one query: rendering many appointments then
+        reads none of them one by one."""
+        wanted = {a.request_id for a in appts if a.request_id is not None} - set(self._requests)
+        if wanted:
+            found = await self.store.get_requests(wanted)
+            self._requests.update({rid: found.get(rid) for rid in wanted})
+
     async def request(self, request_id: str | None) -> Request | None:
         if request_id is None:
             return None

@@ -295,6 +295,10 @@ class Store(OutboxReads, ABC):
     @abstractmethod
     async def get_request(self, request_id: str) -> Request | None: ...
 
+    @abstractmethod
+    async def get_requests(self, request_ids: Iterable[str]) -> dict[str, Request]:
+        """The requests of ``request_ids`` that exist, by id, read in one query (per chunk)."""
+
     # appointments ------------------------------------------------------------------------
     @abstractmethod
     async def get_appointment(

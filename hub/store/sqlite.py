@@ -190,6 +190,12 @@ class _Queries(OutboxQueries, ABC):
         row = await self._one("SELECT * FROM requests WHERE id = ?", (request_id,))
         return None if row is None else codec.request_from_row(row)
 
+    async def get_requests(self, request_ids: Iterable[str]) -> dict[str, Request]:
+        rows = await self._rows_in(
+            "SELECT * FROM requests WHERE id IN ({})", sorted(set(request_ids))
+        )
+        return {r["id"]: codec.request_from_row(r) for r in rows}
+
     # appointments ------------------------------------------------------------------------
     async def get_appointment(
         self, appointment_id: str, *, include_deleted: bool = False

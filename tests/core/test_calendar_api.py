@@ -293,3 +293,24 @@ async def test_a_stream_that_fell_behind_is_told_to_reload_and_shutdown_ends_it(
         feed.close()
         with pytest.raises(EOFError):
             await feed.next_batch(queue)
+
+
+async def test_entries_read_their_requests_in_one_query(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(3):
+        await book(
+            api, "alice", f"2026-05-0{4 + n}T09:00:00Z", f"2026-05-0{4 + n}T10:00:00Z", f"r{n}"
+        )
+
+    async def one_by_one(request_id: str) -> None:
+        raise AssertionError(f"request {request_id} read on its own")
+
+    monkeypatch.setattr(api.store, "get_request", one_by_one)
+    reply = await api.call("GET", "/calendar/entries?from=2026-05-04&to=2026-05-08&agents=alice")
+    assert [e["title"] for e in reply.json["entries"]] == [
+        "[#r0] Visit",
+        "[#r1] Visit",
+        "[#r2] Visit",
+    ]
+    assert (await api.store.get_requests(["r1", "nope"])).keys() == {"r1"}
