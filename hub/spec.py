@@ -578,26 +578,32 @@ def contract_problems(cls: type) -> list[str]:
     method's name at start-up instead of failing at its first sync."""
     if not (isinstance(cls, type) and issubclass(cls, Provider)):
         return [f"{cls!r} is not a Provider subclass"]
-    where = cls.__qualname__
     if not cls.name:
-        return [f"{where} has no name"]
-    problems: list[str] = []
+        return [f"{cls.__qualname__} has no name"]
+    return [*_method_problems(cls), *_declaration_problems(cls)]
+
+
+def _method_problems(cls: type[Provider]) -> Iterable[str]:
+    where = cls.__qualname__
     excused = WRITE_METHODS if cls.read_only is True else frozenset()
     for method in REQUIRED_METHODS:
         if method not in excused and getattr(cls, method, None) is getattr(Provider, method):
-            problems.append(f"{where} does not implement {method}() (required by hub.Provider)")
+            yield f"{where} does not implement {method}() (required by hub.Provider)"
     for method in _ASYNC_METHODS:
         fn = inspect.getattr_static(cls, method, None)
         if fn is not None and not inspect.iscoroutinefunction(fn):
-            problems.append(f"{where}.{method} must be 'async def'")
-    batch, concurrency = cls.max_batch, cls.max_concurrency
-    for flag, value in (("max_batch", batch), ("max_concurrency", concurrency)):
+            yield f"{where}.{method} must be 'async def'"
+
+
+def _declaration_problems(cls: type[Provider]) -> Iterable[str]:
+    where = cls.__qualname__
+    for flag in ("max_batch", "max_concurrency"):
+        value = getattr(cls, flag)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            problems.append(f"{where}.{flag} must be an integer >= 1, got {value!r}")
+            yield f"{where}.{flag} must be an integer >= 1, got {value!r}"
     for option in cls.options:
         if not isinstance(option, Option):
-            problems.append(f"{where}.options holds {option!r}, not an Option")
-    return problems
+            yield f"{where}.options holds {option!r}, not an Option"
 
 
 @dataclass(frozen=True, slots=True)

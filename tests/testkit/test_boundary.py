@@ -59,6 +59,20 @@ class SyncGet(MemoryProvider):
         return None
 
 
+class ZeroBatch(MemoryProvider):
+    """A batch size the engine could never send."""
+
+    name: ClassVar[str] = "zero-batch"
+    max_batch: ClassVar[int] = 0
+
+
+class DictOptions(MemoryProvider):
+    """Options written as a dict instead of Option records."""
+
+    name: ClassVar[str] = "dict-options"
+    options: ClassVar[Any] = ({"key": "url"},)
+
+
 class ReadOnlyImport(Provider):
     """A read-only provider needs no push or delete."""
 
@@ -93,6 +107,8 @@ def one_plugin(cls: type) -> ModuleType:
     [
         (NoFetch, "NoFetch does not implement fetch() (required by hub.Provider)"),
         (SyncGet, "SyncGet.get must be 'async def'"),
+        (ZeroBatch, "ZeroBatch.max_batch must be an integer >= 1, got 0"),
+        (DictOptions, "DictOptions.options holds {'key': 'url'}, not an Option"),
     ],
 )
 def test_an_incomplete_provider_class_is_refused_when_it_registers(
