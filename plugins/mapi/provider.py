@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, ClassVar, TypeVar
 
@@ -25,6 +25,7 @@ from hub.relay import CallTimeout, ConnectionLost, NotConnected, RequestTooLarge
 from hub.spec import (
     AccountConfig,
     CalendarRef,
+    CallStatus,
     CheckItem,
     FetchResult,
     HubServices,
@@ -75,19 +76,24 @@ class MapiProvider(Provider):
 
     def __init__(self, account: AccountConfig, telemetry: Telemetry | None = None) -> None:
         super().__init__(account, telemetry)
-        opts = account.options
-        timeout = opts.get("call_timeout", DEFAULT_TIMEOUT_S)
+        problems = list(self.check_options(account.options))
+        if problems:
+            key, reason = problems[0]
+            raise ValueError(f"accounts.{account.name}.{key}: {reason}")
+        self.call_timeout = float(account.options.get("call_timeout", DEFAULT_TIMEOUT_S))
+        self.offline_attention: timedelta = parse_duration(
+            account.options.get("offline_attention", DEFAULT_OFFLINE_ATTENTION)
+        )
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
+        timeout = options.get("call_timeout", DEFAULT_TIMEOUT_S)
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-            raise ValueError(
-                f"accounts.{account.name}.call_timeout: expected seconds > 0, got {timeout!r}"
-            )
-        self.call_timeout = float(timeout)
+            yield "call_timeout", f"expected seconds > 0, got {timeout!r}"
         try:
-            self.offline_attention: timedelta = parse_duration(
-                opts.get("offline_attention", DEFAULT_OFFLINE_ATTENTION)
-            )
+            parse_duration(options.get("offline_attention", DEFAULT_OFFLINE_ATTENTION))
         except ValueError as exc:
-            raise ValueError(f"accounts.{account.name}.offline_attention: {exc}") from None
+            yield "offline_attention", str(exc)
 
     def attach(self, services: HubServices) -> None:
         super().attach(services)
@@ -98,24 +104,24 @@ class MapiProvider(Provider):
     async def _call(self, cal: CalendarRef, method: str, params: dict[str, Any]) -> Any:
         who = f"Outlook agent for {cal.agent_id}"
         started = time.perf_counter()
-        status = "ok"
+        status = CallStatus.OK
         try:
             reply = await self.services.relays.call(
                 cal.agent_id, method, {"cal": wire.encode_cal(cal), **params}, self.call_timeout
             )
         except NotConnected:
-            status = "not-connected"
+            status = CallStatus.TRANSIENT
             raise TransientError(f"{who} is not connected") from None
         except ConnectionLost as exc:
-            status = "dropped"
+            status = CallStatus.TRANSIENT
             raise TransientError(f"{who} disconnected during {method}: {exc}") from None
         except CallTimeout:
-            status = "timeout"
+            status = CallStatus.TRANSIENT
             raise TransientError(
                 f"{who} did not answer {method} within {self.call_timeout:g} s"
             ) from None
         except RequestTooLarge as exc:
-            status = "too-large"
+            status = CallStatus.PERMANENT
             raise PermanentError(f"{who}: {exc}") from None
         finally:
             self.telemetry.request(self.account.name, method, status, time.perf_counter() - started)
