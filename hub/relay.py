@@ -206,6 +206,7 @@ class RelayHub:
         self.max_message = max_message
         self.clock = clock or (lambda: datetime.now(UTC))
         self.started_at = self.clock()
+        self.calls = 0  # requests sent to agents' programs (benchmarks, diagnostics)
         self._links: dict[str, RelayLink] = {}
         self._last_seen: dict[str, datetime] = {}
         self._watched: dict[str, timedelta] = {}
@@ -257,6 +258,7 @@ class RelayHub:
         link = self._links.get(agent_id)
         if link is None:
             raise NotConnected("not connected")
+        self.calls += 1
         return await link.call(method, params, wait_s)
 
     def _seen(self, agent_id: str) -> None:

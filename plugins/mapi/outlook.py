@@ -520,18 +520,25 @@ class OutlookSession:
         if version is not None and self._version(item) != version:
             raise PreconditionFailed(f"{what}: edited in Outlook since the hub's last fetch")
 
+    def _stored(self, hub_id: str, appt: Any) -> PushResult:
+        """What Outlook holds now: its content too, since Outlook keeps no per-event colour
+        (and rounds what it must), so the engine compares the next fetch with this, not with
+        what it sent."""
+        event = self._read(appt)
+        return PushResult(hub_id, event.remote_id, event.version, event.data)
+
     def _push_one(self, item: PushItem) -> PushResult:
         check_event(item.data)
         if item.remote_id is None:
             with guarded(f"creating {item.hub_id}"):
                 existing = self._find([item.hub_id]).get(item.hub_id)
                 if existing is not None:  # a retried create: link, never a second copy
-                    return PushResult(item.hub_id, str(existing.EntryID), self._version(existing))
+                    return self._stored(item.hub_id, existing)
                 appt = self.calendar.Items.Add(OL_APPOINTMENT_ITEM)
                 self._write(appt, item.data)
                 appt.PropertyAccessor.SetProperty(HUB_ID_PROPERTY, item.hub_id)
                 appt.Save()
-                return PushResult(item.hub_id, str(appt.EntryID), self._version(appt))
+                return self._stored(item.hub_id, appt)
         entry_id, occurrence = _split_id(item.remote_id)
         if occurrence is not None:
             raise PermanentError(f"{item.remote_id}: occurrences of a series are read-only")
@@ -540,7 +547,7 @@ class OutlookSession:
             self._expect(appt, item.version, item.remote_id)
             self._write(appt, item.data)
             appt.Save()
-            return PushResult(item.hub_id, str(appt.EntryID), self._version(appt))
+            return self._stored(item.hub_id, appt)
 
     def push(self, calendar: str, items: Sequence[PushItem]) -> list[PushOutcome]:
         self._check_calendar(calendar)

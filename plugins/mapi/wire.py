@@ -266,9 +266,14 @@ def decode_item(raw: Any, where: str) -> PushItem:
 def encode_outcome(outcome: PushOutcome) -> dict[str, Any]:
     if isinstance(outcome, ProviderError):
         return {"error": encode_error(outcome)}
-    return {
-        "ok": {"hub_id": outcome.hub_id, "remote_id": outcome.remote_id, "version": outcome.version}
+    ok: dict[str, Any] = {
+        "hub_id": outcome.hub_id,
+        "remote_id": outcome.remote_id,
+        "version": outcome.version,
     }
+    if outcome.data is not None:
+        ok["data"] = encode_event(outcome.data)
+    return {"ok": ok}
 
 
 def decode_outcomes(raw: Any, items: list[PushItem]) -> list[PushOutcome]:
@@ -291,7 +296,9 @@ def decode_outcomes(raw: Any, items: list[PushItem]) -> list[PushOutcome]:
             raise WireError(f"{where}.ok.hub_id: {hub_id!r} answers item {item.hub_id!r}")
         if not remote_id or not version:
             raise WireError(f"{where}.ok: remote_id and version must not be empty")
-        decoded.append(PushResult(hub_id=hub_id, remote_id=remote_id, version=version))
+        data = ok.get("data")
+        stored = None if data is None else decode_event(data, f"{where}.ok.data")
+        decoded.append(PushResult(hub_id=hub_id, remote_id=remote_id, version=version, data=stored))
     return decoded
 
 

@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import timedelta
 
 import aiohttp
@@ -221,3 +222,24 @@ async def test_the_window_reaches_the_agent_in_utc_minutes(hub: RunningHub, alic
     fetched = await hub.provider().fetch(hub.cal(), window(), None)
     (event,) = fetched.changed
     assert event.hub_id is None and event.data.start == start
+
+
+async def test_a_pass_over_an_unchanged_calendar_writes_nothing(hub: RunningHub) -> None:
+    # Outlook keeps no per-event colour: the engine must compare the next fetch with what
+    # Outlook holds, or every pass would push every appointment again.
+    hub.backdoor.file.reset()
+    await hub.connected(hub.start_agent("bob", await hub.issue_token("bob")))
+    agent = await hub.store.get_agent("bob")
+    assert agent is not None
+    async with hub.store.transaction("api") as tx:
+        agent = await tx.put_agent(replace(agent, colour="#3a87ad"))
+    provider = hub.provider()
+    await book(hub.store, 2, "bob", hour(3), "Server room")
+    waits: list[float] = []
+    first = await run_pass(hub.store, provider, "outlook", HubSettings(), agent, waits)
+    assert first.result == "ok" and first.counts.get("create") == 1, first
+    before = hub.relays.calls
+    second = await run_pass(hub.store, provider, "outlook", HubSettings(), agent, waits)
+    assert second.result == "ok", second.error
+    assert not {"create", "update"} & set(second.counts), second.counts
+    assert hub.relays.calls - before == 1  # one fetch
