@@ -16,6 +16,7 @@ import pytest
 
 from hub.admin.events_stream import ChangeFeed
 from hub.admin.sessions import CSRF_HEADER, SessionPolicy, Sessions
+from hub.model import Agent, Appointment, Kind
 from hub.store.sqlite import SqliteStore
 from tests.core.admin_support import TOKEN, Api, running_api
 
@@ -315,3 +316,27 @@ async def test_entries_read_their_requests_in_one_query(
         "[#r2] Visit",
     ]
     assert (await api.store.get_requests(["r1", "nope"])).keys() == {"r1"}
+
+
+async def test_every_commit_that_touches_appointments_is_announced(tmp_path: Path) -> None:
+    # A sync pass bringing a move back, a purge and a rollback, as the stream hears them.
+    heard: list[frozenset[str]] = []
+    async with SqliteStore(tmp_path / "hub.db") as store:
+        store.add_appointment_listener(heard.append)
+        async with store.transaction("api") as tx:
+            await tx.put_agent(Agent(id="alice", name="Alice"))
+        assert heard == []  # an agent alone is no appointment change
+        start = datetime(2026, 5, 4, 9, tzinfo=UTC)
+        appt = Appointment("a1", "alice", Kind.MANUAL, start, start + timedelta(hours=1))
+        async with store.transaction("api") as tx:
+            await tx.put_appointment(appt)
+        async with store.transaction("sync:o365") as tx:
+            moved = {"start": start + timedelta(hours=2), "end": start + timedelta(hours=3)}
+            await tx.put_appointment(appt.evolve(**moved))
+        with pytest.raises(RuntimeError):
+            async with store.transaction("api") as tx:
+                await tx.put_appointment(appt.evolve(note="never committed"))
+                raise RuntimeError("rolled back")
+        async with store.transaction("api") as tx:
+            await tx.purge_appointment("a1")
+        assert heard == [frozenset({"a1"})] * 3
