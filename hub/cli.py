@@ -41,7 +41,7 @@ from hub.scheduler import Scheduler
 from hub.secrets import StoreSecrets
 from hub.service import configure_logging, serve, upsert_config_agents
 from hub.spec import CalendarRef, CheckItem, Option, Provider, ProviderError
-from hub.store import StoreError, open_store
+from hub.store import StoreError, hub_store, is_server_url
 
 CONFIG_ENV = "CALHUB_CONFIG"
 COMMANDS_GROUP = "calhub.commands"
@@ -207,7 +207,7 @@ async def cmd_sync(config: Config, plugins: Plugins, agent_ids: list[str] | None
             _check_agents({a.id for a in await _stored_agents(config)}, agent_ids)
         print("no accounts configured: nothing to sync (hub calendars and feeds need none)")
         return 0
-    async with open_store(config.hub.database) as store:
+    async with hub_store(config.hub) as store:
         await upsert_config_agents(store, config)
         _check_agents({agent.id for agent in await store.list_agents()}, agent_ids)
         # With [email], the pass's changes write copies and alerts, and what is due is sent
@@ -248,8 +248,8 @@ async def _stored_agents(config: Config) -> list[Agent]:
     """The config's agents and the database's, without creating a database that is not
     there (a connection test or a no-op sync must not make one as a side effect)."""
     agents = {a.id: a for a in config.agents}
-    if await anyio.Path(config.hub.database).exists():
-        async with open_store(config.hub.database) as store:
+    if is_server_url(config.hub.database) or await anyio.Path(config.hub.database).exists():
+        async with hub_store(config.hub) as store:
             for agent in await store.list_agents():
                 agents.setdefault(agent.id, agent)
     return list(agents.values())
@@ -289,8 +289,8 @@ async def cmd_check(config: Config, plugins: Plugins, name: str, write: bool) ->
     ]
     async with AsyncExitStack() as stack:
         # Per-agent secrets (refresh tokens) live in the database: read it if there is one.
-        if await anyio.Path(config.hub.database).exists():
-            store = await stack.enter_async_context(open_store(config.hub.database))
+        if is_server_url(config.hub.database) or await anyio.Path(config.hub.database).exists():
+            store = await stack.enter_async_context(hub_store(config.hub))
             provider.use_secrets(StoreSecrets(store, name))
         return await _run_check(provider, cals, name, write)
 
@@ -327,7 +327,7 @@ async def cmd_check_email(config: Config, send_to: str | None) -> int:
 
 async def cmd_authorize(config: Config, plugins: Plugins, name: str, agent_id: str) -> int:
     provider = _build(config, plugins, name, "authorize")
-    async with open_store(config.hub.database) as store:
+    async with hub_store(config.hub) as store:
         await upsert_config_agents(store, config)
         agent = await store.get_agent(agent_id)
         if agent is None or agent.account != name:

@@ -60,6 +60,13 @@ class HubSettings:
     timezone: str = ""  # IANA zone template times are shown in; empty: the machine's zone
     audit_retention: timedelta = timedelta(days=365)  # audit entries older than this go
     conflict_retention: timedelta = timedelta(days=180)  # recorded conflicts older than this go
+    # PostgreSQL (database = "postgresql://..."): the password's variable, resolved at load
+    # (never written in the URL in the file), the CA of verified TLS, and how long a worker's
+    # claim on an agent lasts without renewal (a dead worker's agents move on after it).
+    database_password_env: str = ""
+    database_password: str | None = None
+    database_ca_file: str = ""
+    lease_time: timedelta = timedelta(seconds=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +149,7 @@ MAX_WINDOW_DAYS = 3650
 MAX_REMINDER_MINUTES = 4 * 7 * 24 * 60
 MAX_CONCURRENT_SYNCS = 1000
 _WEEK, _MONTH, _CENTURY = timedelta(days=7), timedelta(days=31), timedelta(days=36525)
+_HOUR = timedelta(hours=1)
 
 _AGENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -354,10 +362,15 @@ class _Table:
                 self.problem(key, f"unknown key{hint}")
 
 
-def _hub(t: _Table) -> HubSettings:
+def _hub(t: _Table, env: Mapping[str, str]) -> HubSettings:
     d = HubSettings()
+    password_env = t.take("database_password_env", _str, d.database_password_env)
     settings = HubSettings(
         database=t.take("database", _str, d.database),
+        database_password_env=password_env,
+        database_password=env.get(password_env) or None if password_env else None,
+        database_ca_file=t.take("database_ca_file", _str, d.database_ca_file),
+        lease_time=t.take("lease_time", _duration(_HOUR, "1h"), d.lease_time),
         sync_interval=t.take("sync_interval", _duration(_WEEK, "7d"), d.sync_interval),
         days_past=t.take("days_past", _between(0, MAX_WINDOW_DAYS), d.days_past),
         days_future=t.take("days_future", _between(0, MAX_WINDOW_DAYS), d.days_future),
@@ -383,8 +396,23 @@ def _hub(t: _Table) -> HubSettings:
     )
     if not settings.database:
         t.problem("database", "must name a file")
+    _check_server(t, settings)
     t.unknown(sorted(t.seen))
     return settings
+
+
+def _check_server(t: _Table, settings: HubSettings) -> None:
+    """A database server's URL carries no password, and a named password variable is set."""
+    if not settings.database.startswith(("postgresql://", "postgres://")):
+        return
+    credentials = settings.database.split("://", 1)[1].split("@", 1)
+    if len(credentials) == 2 and ":" in credentials[0]:
+        t.problem("database", "no password in the URL: name its variable in database_password_env")
+    if settings.database_password_env and settings.database_password is None:
+        t.problem(
+            "database_password_env",
+            f"environment variable {settings.database_password_env} is not set",
+        )
 
 
 def _admin(t: _Table, env: Mapping[str, str]) -> AdminSettings:
@@ -645,7 +673,7 @@ def load_config(
         return Config(admin=AdminSettings(token=env.get(admin.token_env) or None))
     problems: list[str] = []
     root = _Table(_read(path), "", problems)
-    hub = _hub(root.table("hub"))
+    hub = _hub(root.table("hub"), env)
     admin = _admin(root.table("admin"), env)
     calendar = _calendar(root.table("calendar"))
     accounts: dict[str, AccountConfig] = {}

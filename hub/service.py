@@ -36,7 +36,7 @@ from hub.relay import RelayHub
 from hub.rules import purge_tombstones
 from hub.scheduler import Scheduler
 from hub.spec import HubServices, ProviderRegistry
-from hub.store import Store, Tx, open_store
+from hub.store import Store, Tx, hub_store
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ async def serve(
     with _stop_on_signals(stop):
         # Closed in reverse: the site stops first, then the scheduler, then the store.
         async with contextlib.AsyncExitStack() as stack:
-            store = await stack.enter_async_context(open_store(config.hub.database))
+            store = await stack.enter_async_context(hub_store(config.hub))
             await upsert_config_agents(store, config)
             housekeeping = asyncio.create_task(run_daily(store, config.hub), name="housekeeping")
             stack.push_async_callback(_cancel, housekeeping)  # before the store closes

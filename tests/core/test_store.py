@@ -1,10 +1,11 @@
-"""The SQLite store: every Store and Tx method, no-op puts, tombstones, the overlap filter."""
+"""Both stores (SQLite, PostgreSQL): every Store and Tx method, no-op puts, tombstones, the
+overlap filter; and what is SQLite's own (paths, file modes, pragmas)."""
 
 from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
@@ -47,7 +48,15 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[SqliteStore]:
+async def store(
+    make_store: Callable[..., SqliteStore], clock: FakeClock
+) -> AsyncIterator[SqliteStore]:
+    async with make_store(clock=clock) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[SqliteStore]:
     async with SqliteStore(tmp_path / "hub.db", clock=clock) as opened:
         yield opened
 
@@ -739,7 +748,8 @@ async def test_unusable_paths_give_a_clear_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
-async def test_new_database_is_private_to_its_owner(store: SqliteStore) -> None:
+async def test_new_database_is_private_to_its_owner(sqlite_store: SqliteStore) -> None:
+    store = sqlite_store
     async with store.transaction("api") as tx:
         await tx.put_agent(Agent(id="alice", name="Alice", feed_token="secret"))
     assert file_modes(store.path) == {"": 0o600, "-wal": 0o600, "-shm": 0o600}
@@ -749,7 +759,8 @@ def file_modes(path: str) -> dict[str, int]:
     return {s: Path(path + s).stat().st_mode & 0o777 for s in ("", "-wal", "-shm")}
 
 
-async def test_pragmas(store: SqliteStore) -> None:
+async def test_pragmas(sqlite_store: SqliteStore) -> None:
+    store = sqlite_store
     db = sqlite3.connect(store.path)
     try:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

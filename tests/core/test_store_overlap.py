@@ -4,9 +4,8 @@ several time zones, random windows."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, date, datetime, time, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -49,8 +48,8 @@ def overlaps(start: datetime, end: datetime, lo: datetime, hi: datetime) -> bool
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    async with SqliteStore(tmp_path / "hub.db") as opened:
+async def store(make_store: Callable[..., SqliteStore]) -> AsyncIterator[SqliteStore]:
+    async with make_store() as opened:
         yield opened
 
 

@@ -3,8 +3,7 @@ provider gets: kept per agent and account, replaced, gone with the agent, never 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -15,8 +14,8 @@ from hub.store.sqlite import SqliteStore
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    async with SqliteStore(tmp_path / "hub.db") as opened:
+async def store(make_store: Callable[..., SqliteStore]) -> AsyncIterator[SqliteStore]:
+    async with make_store() as opened:
         async with opened.transaction("api") as tx:
             for agent_id in ("alice", "bob"):
                 await tx.put_agent(Agent(id=agent_id, name=agent_id, account="shop"))

@@ -1,4 +1,5 @@
-"""Store transactions: all or nothing, listeners after commit, one writer at a time."""
+"""Store transactions on both stores (SQLite, PostgreSQL): all or nothing, listeners after
+commit, one writer at a time."""
 
 from __future__ import annotations
 
@@ -6,17 +7,19 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 import anyio
 import anyio.lowlevel
+import psycopg
 import pytest
 
-from hub.model import Agent, Appointment, Kind, SyncStatus
+from hub.model import Agent, Appointment, Kind, Request, SyncStatus
 from hub.store import StoreError
+from hub.store.postgres import PgStore
 from hub.store.sqlite import SqliteStore
+from tests import pgserver
 
 START = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
 END = datetime(2026, 5, 1, 11, 0, tzinfo=UTC)
@@ -31,8 +34,8 @@ class Interrupt(BaseException):
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    async with SqliteStore(tmp_path / "hub.db") as opened:
+async def store(make_store: Callable[..., SqliteStore]) -> AsyncIterator[SqliteStore]:
+    async with make_store() as opened:
         async with opened.transaction("api") as tx:
             await tx.put_agent(Agent(id="alice", name="Alice"))
             await tx.put_agent(Agent(id="bob", name="Bob"))
@@ -132,12 +135,20 @@ async def test_listener_sees_committed_state(store: SqliteStore) -> None:
     seen: list[list[tuple[str, ...]]] = []
 
     def read_now(origin: str, ids: frozenset[str]) -> None:
-        with contextlib.closing(sqlite3.connect(store.path)) as db:
-            seen.append(db.execute("SELECT id FROM appointments ORDER BY id").fetchall())
+        seen.append(read_elsewhere(store, "SELECT id FROM appointments ORDER BY id"))
 
     store.add_listener(read_now)
     await write_some(store, "a1")
     assert seen == [[("a1",)]]
+
+
+def read_elsewhere(store: SqliteStore, sql: str) -> list[tuple[str, ...]]:
+    """``sql``'s rows read right now through a connection of the test's own."""
+    if isinstance(store, PgStore):
+        with psycopg.connect(store.url, password=pgserver.PASSWORD) as conn:
+            return [tuple(r) for r in conn.execute(sql).fetchall()]
+    with contextlib.closing(sqlite3.connect(store.path)) as db:
+        return [tuple(r) for r in db.execute(sql).fetchall()]
 
 
 async def test_failing_listener_is_logged_not_raised(
@@ -192,23 +203,29 @@ async def test_concurrent_transactions_serialize(store: SqliteStore) -> None:
     assert len(await store.list_appointments(agent_id="bob")) == 80
 
 
-async def test_two_stores_on_one_file_wait_for_each_other(tmp_path: Path) -> None:
-    # As two processes would (calhub serve and calhub sync): busy_timeout makes the second
-    # writer wait instead of failing with "database is locked".
-    path = tmp_path / "shared.db"
-    async with SqliteStore(path) as one, SqliteStore(path) as two:
+async def test_two_stores_on_one_database_wait_for_each_other(
+    make_store: Callable[..., SqliteStore],
+) -> None:
+    # As two processes would (calhub serve and calhub sync, or two workers): busy_timeout, or
+    # PostgreSQL's write lock, makes the second writer wait instead of failing.
+    async with make_store() as one, make_store() as two:
         async with one.transaction("api") as tx:
             await tx.put_agent(Agent(id="alice", name="Alice"))
 
         async def worker(store: SqliteStore, prefix: str) -> None:
             for i in range(15):
                 async with store.transaction("api") as tx:
+                    current = await tx.get_request("counter")
+                    await asyncio.sleep(0.005)  # the other store tries to write meanwhile
+                    count = str(int(current.subject) + 1) if current else "1"
+                    await tx.put_request(Request(id="counter", subject=count))
                     await tx.put_appointment(appt(f"{prefix}{i}"))
-                    await asyncio.sleep(0.001)
 
         await asyncio.gather(worker(one, "one-"), worker(two, "two-"))
         assert len(await one.list_appointments()) == 30
         assert len(await two.list_appointments()) == 30
+        counter = await two.get_request("counter")
+        assert counter is not None and counter.subject == "30"  # no lost update
 
 
 async def test_nested_transaction_in_one_task_is_refused(store: SqliteStore) -> None:
@@ -245,8 +262,8 @@ async def test_close_waits_for_the_transaction_in_flight(store: SqliteStore) -> 
     assert await store.get_appointment("a1") is not None
 
 
-async def test_closed_store_refuses_transactions(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "hub.db")
+async def test_closed_store_refuses_transactions(make_store: Callable[..., SqliteStore]) -> None:
+    store = make_store()
     with pytest.raises(StoreError, match="not open"):
         async with store.transaction("api"):
             pass
@@ -283,7 +300,9 @@ async def test_finished_tx_refuses_buffered_writes(store: SqliteStore) -> None:
 
 
 async def test_database_errors_roll_back_and_become_store_errors(store: SqliteStore) -> None:
-    with pytest.raises(StoreError, match="write rolled back: no such table"):
+    with pytest.raises(
+        StoreError, match=r'write rolled back: (no such table|relation "no_such_table" does not)'
+    ):
         async with store.transaction("api") as tx:
             await tx.put_appointment(appt("a1"))
             await tx._run("INSERT INTO no_such_table VALUES (1)")

@@ -59,6 +59,7 @@ from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
     rule,
+    run_state_machine_as_test,
 )
 
 from hub.backoff import RetryPolicy
@@ -85,10 +86,12 @@ from hub.spec import (
     ProviderRegistry,
     TransientError,
 )
+from hub.store.postgres import PgStore
 from hub.store.sqlite import SqliteStore
 from hub.sync import AgentSync
 from hub.testing.memory import MemoryProvider, MemoryServer, SimulatedCrash, StoredEvent
 from hub.window import sync_window
+from tests import pgserver
 
 T = TypeVar("T")
 
@@ -115,6 +118,7 @@ settings.register_profile(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
+PG_EXAMPLES = 20
 PROFILE = "calhub-long" if os.environ.get("CALHUB_FUZZ") == "long" else "calhub-ci"
 
 agent_ids = st.sampled_from(AGENTS)
@@ -198,8 +202,12 @@ class SyncMachine(RuleBasedStateMachine):
 
     appointments = Bundle("appointments")
 
+    # Set for the PostgreSQL run (see test_sync_faults): each machine gets a schema of its own.
+    pg_server: pgserver.Server | None = None
+
     def __init__(self) -> None:
         super().__init__()
+        self.pg_url = self.pg_server.fresh_url() if self.pg_server is not None else None
         self._exit = ExitStack()
         self.tmp = Path(self._exit.enter_context(tempfile.TemporaryDirectory()))
         self.portal: BlockingPortal = self._exit.enter_context(start_blocking_portal("asyncio"))
@@ -227,7 +235,10 @@ class SyncMachine(RuleBasedStateMachine):
         return f"{prefix}{self.serial}"
 
     async def _open_store(self) -> None:
-        self.store = SqliteStore(self.tmp / "hub.db", clock=self.clock)
+        if self.pg_url is not None:
+            self.store = PgStore(self.pg_url, password=pgserver.PASSWORD, clock=self.clock)
+        else:
+            self.store = SqliteStore(self.tmp / "hub.db", clock=self.clock)
         await self.store.open()
 
     async def _sleep(self, seconds: float) -> None:
@@ -834,8 +845,19 @@ class SyncMachine(RuleBasedStateMachine):
         assert await self.store.list_calendar_states() == states
 
 
-SyncMachine.TestCase.settings = settings.get_profile(PROFILE)
-TestSyncFaults = SyncMachine.TestCase
+@pytest.mark.parametrize("backend", pgserver.BACKENDS)
+def test_sync_faults(backend: str, request: pytest.FixtureRequest) -> None:
+    """The machine on each store: the same steps, faults and invariants."""
+    machine: type[SyncMachine] = SyncMachine
+    profile = settings.get_profile(PROFILE)
+    if backend == "postgresql":
+        server = request.getfixturevalue("pg_server")
+        machine = type("PgSyncMachine", (SyncMachine,), {"pg_server": server})
+        # Each statement is a round trip to a server: fewer examples keep the suite's time
+        # (CALHUB_FUZZ=long runs the long profile on both stores).
+        if PROFILE == "calhub-ci":
+            profile = settings(profile, max_examples=PG_EXAMPLES)
+    run_state_machine_as_test(machine, settings=profile)
 
 
 # --------------------------------------------------------------------------- replays
