@@ -24,6 +24,7 @@ from hub.durations import parse_duration
 from hub.relay import CallTimeout, ConnectionLost, NotConnected, RequestTooLarge
 from hub.spec import (
     AccountConfig,
+    AttentionNeeded,
     CalendarRef,
     CallStatus,
     CheckItem,
@@ -111,6 +112,13 @@ class MapiProvider(Provider):
             )
         except NotConnected:
             status = CallStatus.TRANSIENT
+            relay = self.services.relays.status(cal.agent_id, self.account.name) or {}
+            if relay.get("needs_attention"):
+                # Offline past offline_attention: the pass ends needs-attention (and alerts).
+                raise AttentionNeeded(
+                    f"{who}: {relay['reason']}; start `calhub outlook-agent` in the agent's"
+                    " Windows session"
+                ) from None
             raise TransientError(f"{who} is not connected") from None
         except ConnectionLost as exc:
             status = CallStatus.TRANSIENT

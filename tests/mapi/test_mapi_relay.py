@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 
 from hub.config import HubSettings
-from hub.spec import EventData, TransientError, Window
+from hub.spec import AttentionNeeded, EventData, TransientError, Window
 from tests.engine_support import book, hour, run_pass
 from tests.mapi.support import ADMIN_TOKEN, RunningHub, running_hub
 
@@ -47,6 +47,15 @@ def window() -> Window:
 async def test_no_agent_connected_is_transient_and_names_the_agent(hub: RunningHub) -> None:
     with pytest.raises(TransientError, match="Outlook agent for bob is not connected"):
         await hub.provider().fetch(hub.cal("bob"), window(), None)
+
+
+async def test_offline_past_the_threshold_needs_attention(hub: RunningHub) -> None:
+    provider = hub.provider(offline_attention="0s")
+    try:
+        with pytest.raises(AttentionNeeded, match=r"bob.*offline for more than 0:00:00"):
+            await provider.fetch(hub.cal("bob"), window(), None)
+    finally:
+        hub.provider(offline_attention="30m")
 
 
 async def test_status_shows_the_connection_and_attention_when_offline_too_long(
