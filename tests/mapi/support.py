@@ -144,6 +144,10 @@ class RunningHub:
     async def wait_connected(self, agent: str) -> None:
         await eventually(lambda: self.relays.connected(agent), f"{agent} to connect")
 
+    async def drop_and_wait(self, agent: str) -> None:
+        await self.relays.drop(agent, "test over")
+        await self.disconnected(agent)
+
     async def disconnected(self, agent: str) -> None:
         await eventually(lambda: not self.relays.connected(agent), f"{agent} to disconnect")
 

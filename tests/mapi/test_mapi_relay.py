@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -17,7 +18,7 @@ import pytest_asyncio
 from hub.config import HubSettings
 from hub.spec import AttentionNeeded, EventData, TransientError, Window
 from tests.engine_support import book, hour, run_pass
-from tests.mapi.support import ADMIN_TOKEN, RunningHub, running_hub
+from tests.mapi.support import ADMIN_TOKEN, RunningHub, eventually, running_hub
 
 MAX_MESSAGE = 64 * 1024
 
@@ -252,3 +253,65 @@ async def test_a_pass_over_an_unchanged_calendar_writes_nothing(hub: RunningHub)
     assert second.result == "ok", second.error
     assert not {"create", "update"} & set(second.counts), second.counts
     assert hub.relays.calls - before == 1  # one fetch
+
+
+async def test_an_unanswered_call_times_out_and_its_late_answer_is_refused(
+    hub: RunningHub, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    token = await hub.issue_token("bob")
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(
+            f"{hub.url}/agents/bob/outlook", headers={"Authorization": f"Bearer {token}"}
+        ) as ws,
+    ):
+        await hub.wait_connected("bob")
+        call = asyncio.create_task(hub.provider(call_timeout=0.2).get(hub.cal("bob"), "E-2"))
+        request = json.loads((await ws.receive()).data)
+        with pytest.raises(TransientError, match=r"did not answer get within 0\.2 s"):
+            await call
+        event = {"remote_id": "E-2", "version": "v", "data": {}}
+        await ws.send_str(json.dumps({"id": request["id"], "result": event}))
+        await eventually(
+            lambda: any("answers no pending request" in r.getMessage() for r in caplog.records),
+            "the late answer to be refused",
+        )
+        await hub.drop_and_wait("bob")
+
+
+async def test_nothing_is_deleted_while_outlook_is_offline(hub: RunningHub) -> None:
+    hub.backdoor.file.reset()
+    process = await hub.connected(hub.start_agent("bob", await hub.issue_token("bob")))
+    agent = await hub.store.get_agent("bob")
+    assert agent is not None
+    await hub.backdoor.create_external(hub.cal("bob"), EventData("Dentist", hour(4), hour(5)))
+    await book(hub.store, 3, "bob", hour(6), "Switch upgrade")
+    provider = hub.provider()
+    waits: list[float] = []
+    settings = HubSettings(import_external=True)
+    synced = await run_pass(hub.store, provider, "outlook", settings, agent, waits)
+    assert synced.result == "ok", synced.error
+    before = await hub.store.list_appointments(agent_id="bob")
+    statuses = await hub.store.list_status("bob", "outlook")
+    assert len(before) >= 2 and statuses
+    process.kill()
+    await hub.disconnected("bob")
+    offline = await run_pass(hub.store, provider, "outlook", settings, agent, waits)
+    assert offline.result == "failed"
+    assert "Outlook agent for bob is not connected" in (offline.error or "")
+    assert await hub.store.list_appointments(agent_id="bob") == before
+    assert await hub.store.list_status("bob", "outlook") == statuses
+
+
+async def test_the_token_comes_from_a_file_too(hub: RunningHub, tmp_path: Path) -> None:
+    empty = tmp_path / "token"
+    empty.write_text("\n")
+    process = hub.start_agent("alice", None, "--token-file", str(empty))
+    assert await process.exited() == 2
+    assert "is empty" in process.log()
+    good = tmp_path / "good"
+    good.write_text(await hub.issue_token("alice") + "\n")
+    process = await hub.connected(hub.start_agent("alice", None, "--token-file", str(good)))
+    process.kill()
+    await hub.disconnected("alice")
