@@ -153,16 +153,27 @@ def _subject(value: object) -> str:
     return text
 
 
+MAX_DEBOUNCE = timedelta(days=1)  # a copy held longer is a copy lost to the reader
+MAX_TIMEOUT = 3600.0  # seconds; far beyond any SMTP server, far below a sleep that overflows
+
+
 def _debounce(value: object) -> timedelta:
     span = parse_duration(value)
     if span < timedelta(0):
         raise ValueError(f"must not be negative, got {value!r}")
+    if span > MAX_DEBOUNCE:
+        raise ValueError(f"must be at most 1d, got {value!r}")
     return span
 
 
 def _timeout(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ValueError(f"expected seconds (a number above zero), got {value!r}")
+    # `not 0 < value <= MAX` also refuses nan, which compares false with everything.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 < value <= MAX_TIMEOUT
+    ):
+        raise ValueError(f"expected seconds above 0 and at most {MAX_TIMEOUT:g}, got {value!r}")
     return float(value)
 
 

@@ -173,3 +173,26 @@ def test_a_failed_pass_line_carries_no_secret(
     err = capsys.readouterr().err
     assert "s3cret" not in err
     assert "access_token=[redacted]" in err
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ('debounce = "99999999d"', "email.debounce: must be at most 1d"),
+        ("debounce = 999999999999999999999", "email.debounce: duration"),
+        ("timeout = 1e308", "email.timeout: expected seconds above 0 and at most 3600"),
+        ("timeout = nan", "email.timeout: expected seconds above 0 and at most 3600"),
+        ("timeout = inf", "email.timeout: expected seconds above 0 and at most 3600"),
+    ],
+)
+def test_out_of_range_email_keys_exit_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str, expected: str
+) -> None:
+    path = tmp_path / "calhub.toml"
+    path.write_text(
+        f'[email]\nsmtp = "smtp.example.com:587"\nfrom = "calhub@example.com"\n{key}\n',
+        encoding="utf-8",
+    )
+    assert main(["sync", "--config", str(path)]) == 2
+    (line,) = _err_lines(capsys)
+    assert line.startswith(expected), line
