@@ -17,6 +17,14 @@ Guarantees:
 - leaving the context stops scheduling, lets the passes in flight finish (up to
   ``stop_timeout`` seconds, then cancels them: a cancelled pass rolls its transaction back),
   and closes the providers.
+
+On a store shared by several workers (one that offers :class:`hub.store.lease.Leases`, the
+PostgreSQL store), this worker syncs only the agents it leases: a lease round every third of
+``[hub] lease_time`` renews them and claims a fair share of the free ones; each pass runs
+fenced by its lease's generation (a pass whose lease was taken over commits nothing); a
+trigger for an agent another worker holds is left to that worker (the store's change
+notifications reach it); leaving the context gives the leases back. On SQLite nothing of this
+applies and the scheduler behaves as it always did.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from hub.model import Agent, PassResult
 from hub.secrets import StoreSecrets
 from hub.spec import AuthError, HubServices, ProviderRegistry
 from hub.store.base import Store, StoreError
+from hub.store.lease import Fence, Leases, fenced
 from hub.sync import AgentSync
 
 log = logging.getLogger(__name__)
@@ -108,6 +117,11 @@ class Scheduler:
         self._tg: anyio.abc.TaskGroup | None = None
         self._closing = False
         self._listening = False
+        # Leasing, when several workers share the store: agent id -> lease generation.
+        # A one-off run (calhub sync) does not lease: it is for a hub without workers.
+        self.leases: Leases | None = store if background and isinstance(store, Leases) else None
+        self.lease_seconds = max(1.0, config.hub.lease_time.total_seconds())
+        self._held: dict[str, int] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -125,7 +139,13 @@ class Scheduler:
                 self.store.add_listener(self._on_change)
                 self._listening = True
             if self.background:
+                if self.leases is not None:
+                    # Given back after the task group (the lease loop) has stopped.
+                    stack.push_async_callback(self._release_leases)
+                    await self._lease_round()  # start with a share, not with nothing
                 self._tg = await stack.enter_async_context(anyio.create_task_group())
+                if self.leases is not None:
+                    self._tg.start_soon(self._lease_loop)
                 self._tg.start_soon(self._dispatch)
         except BaseException:
             await stack.aclose()
@@ -191,6 +211,8 @@ class Scheduler:
         """Ask for a pass of this agent within about a second (several asks: one pass)."""
         if self._closing or not self.background:
             return
+        if self.leases is not None and agent_id not in self._held:
+            return  # another worker's: its store hears of the change and triggers it there
         due = anyio.current_time() + self.debounce
         self._due[agent_id] = min(self._due.get(agent_id, math.inf), due)
         self._wake.set()
@@ -280,6 +302,15 @@ class Scheduler:
             return self._attention(agent, f"authentication refused: {exc.message}")
         except Exception as exc:
             return self._attention(agent, f"cannot open account {agent.account!r}: {exc}")
+        fence = None
+        if self.leases is not None:
+            generation = self._held.get(agent_id)
+            if generation is None:
+                holder = await self.leases.lease_holder(agent_id)
+                return PassResult(
+                    agent_id, agent.account, "skipped", error=f"leased by worker {holder}"
+                )
+            fence = Fence(agent_id, self.leases.worker, generation)
         limiter = self._mailbox_limit(agent.account, agent.email, provider.max_concurrency)
         engine = AgentSync(
             self.store,
@@ -293,7 +324,10 @@ class Scheduler:
             rng=self.rng,
         )
         try:
-            return await engine.run(agent, allow_empty=allow_empty)
+            if fence is None:
+                return await engine.run(agent, allow_empty=allow_empty)
+            with fenced(fence):
+                return await engine.run(agent, allow_empty=allow_empty)
         except StoreError as exc:  # locked or failing database: the operator's, not a bug
             if self.background:  # run_once's caller reports each result itself
                 log.warning("sync pass of %s failed: %s", agent_id, exc)
@@ -348,6 +382,8 @@ class Scheduler:
 
     async def _refresh_agents(self) -> None:
         agents = {a.id for a in await self.store.list_agents() if a.account}
+        if self.leases is not None:
+            agents &= set(self._held)
         now = anyio.current_time()
         for agent_id in agents - self._scheduled:
             self._due.setdefault(agent_id, now + self.rng.uniform(0, self.start_spread))
@@ -378,6 +414,42 @@ class Scheduler:
             with anyio.move_on_after(min(max(wait, 0.01), 1.0)):
                 await self._wake.wait()
             self._wake = anyio.Event()
+
+    # ------------------------------------------------------------------ leases
+
+    async def _lease_loop(self) -> None:
+        while not self._closing:
+            await anyio.sleep(self.lease_seconds / 3)
+            try:
+                await self._lease_round()
+            except StoreError as exc:  # the database is away: keep what we have, retry
+                log.warning("lease round failed; retrying: %s", exc)
+
+    async def _lease_round(self) -> None:
+        assert self.leases is not None
+        held = (await self.leases.lease_round(self.lease_seconds)).held
+        gained, lost = set(held) - set(self._held), set(self._held) - set(held)
+        self._held = held
+        now = anyio.current_time()
+        for agent_id in lost:
+            self._scheduled.discard(agent_id)
+            self._due.pop(agent_id, None)
+        for agent_id in gained:
+            # A taken-over agent may have been left mid-pass: its pass runs soon.
+            self._scheduled.add(agent_id)
+            self._due.setdefault(agent_id, now + self.rng.uniform(0, self.debounce))
+        if gained or lost:
+            log.info("leases: %d agents (+%d, -%d)", len(held), len(gained), len(lost))
+            self._wake.set()
+
+    async def _release_leases(self) -> None:
+        assert self.leases is not None
+        self._held = {}
+        try:
+            with anyio.CancelScope(shield=True):
+                await self.leases.release_all()
+        except StoreError as exc:  # they expire on their own within the lease time
+            log.warning("releasing the leases failed: %s", exc)
 
     async def _background_pass(self, agent_id: str) -> None:
         try:

@@ -11,6 +11,7 @@ from hub.admin.errors import ApiError
 from hub.admin.validation import boolean, limit, parse_fields, query, read_object
 from hub.admin.views import calendar_state_json, conflict_json, pass_json
 from hub.model import Agent
+from hub.store.lease import Leases
 from hub.sync_preview import pending
 
 routes = web.RouteTableDef()
@@ -51,6 +52,10 @@ async def status(request: web.Request) -> web.Response:
             "pending": await pending_pushes(hub, agent, now),
             "scheduler": None if hub.control is None else hub.control.agent_status(agent.id),
             "outlook": hub.relays.status(agent.id, agent.account),
+            # Several workers on one database: the one whose lease of this agent is live.
+            "worker": (
+                await hub.store.lease_holder(agent.id) if isinstance(hub.store, Leases) else None
+            ),
         }
     )
 

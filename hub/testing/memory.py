@@ -11,6 +11,12 @@ processes sees one server::
     state_file = "memory-calendars.json"   # loaded on open, saved after each write
     latency_ms = 20                         # simulated latency per request
     max_batch = 20
+    shared = true                           # several processes at once (see below)
+
+With ``shared = true`` several running processes (the workers of a PostgreSQL hub) use the
+file at once: each request takes an exclusive ``flock`` on ``STATE_FILE.lock``, reloads the
+file and, when it wrote, saves it before letting go. Meant for small test calendars: every
+request reads the whole file.
 
 It is registered like any third-party plugin, through the ``calhub.providers`` entry point
 ``memory = "hub.testing.memory"`` and the hook implementation below.
@@ -18,7 +24,9 @@ It is registered like any third-party plugin, through the ``calhub.providers`` e
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -83,6 +91,7 @@ class MemoryProvider(Provider):
         Option("state_file", str, help="JSON file holding the calendars between processes"),
         Option("latency_ms", float, default=None, help="simulated latency of each request"),
         Option("max_batch", int, default=DEFAULT_MAX_BATCH, help="items per push request"),
+        Option("shared", bool, default=False, help="state_file used by several processes"),
     )
     supports_delta: ClassVar[bool] = True
     max_batch: ClassVar[int] = DEFAULT_MAX_BATCH  # the default; the option sets it per account
@@ -107,6 +116,7 @@ class MemoryProvider(Provider):
             raise ValueError(f"accounts.{account.name}.{key}: {reason}")
         state_file = opts.get("state_file")
         self.state_file: Path | None = Path(state_file) if state_file else None
+        self.shared = bool(opts.get("shared")) and self.state_file is not None
         self.server: MemoryServer = opts.get("server") or MemoryServer()
         latency = opts.get("latency_ms")
         self._latency_ms: float | None = None if latency is None else float(latency)
@@ -142,7 +152,7 @@ class MemoryProvider(Provider):
             raise ValueError(f"accounts.{self.account.name}.state_file {path}: {exc}") from exc
 
     async def _persist(self) -> None:
-        if self.state_file is None:
+        if self.state_file is None or self.shared:  # shared: saved inside the request
             return
         assert self._save_lock is not None, "MemoryProvider used before open()"
         async with self._save_lock:
@@ -162,12 +172,33 @@ class MemoryProvider(Provider):
         if latency:
             await anyio.sleep(latency / 1000)
         try:
-            self.server.begin_request(operation, cal)
-            yield
+            async with self._exclusive(writes=operation in ("push", "delete")):
+                self.server.begin_request(operation, cal)
+                yield
         except ProviderError as exc:
             self._report(operation, CallStatus.of(exc), started)
             raise
         self._report(operation, CallStatus.OK, started)
+
+    @asynccontextmanager
+    async def _exclusive(self, *, writes: bool) -> AsyncIterator[None]:
+        """With ``shared``: the file locked against the other processes, reloaded, and saved
+        after a write, around one request."""
+        if not self.shared:
+            yield
+            return
+        assert self.state_file is not None and self._save_lock is not None
+        path = self.state_file
+        async with self._save_lock:
+            fd = await anyio.to_thread.run_sync(_lock, path.with_name(path.name + ".lock"))
+            try:
+                self.server = await self._load(path)
+                yield
+                if writes:
+                    text = json.dumps(self.server.to_json(), ensure_ascii=False)
+                    await anyio.to_thread.run_sync(write_atomic, path, text)
+            finally:
+                await anyio.to_thread.run_sync(os.close, fd)  # closing releases the flock
 
     def _report(self, operation: str, status: CallStatus, started: float) -> None:
         self.telemetry.request(self.account.name, operation, status, time.perf_counter() - started)
@@ -235,6 +266,16 @@ class MemoryProvider(Provider):
         except ProviderError as exc:
             return CheckItem(f"write {label}", False, str(exc))
         return CheckItem(f"write {label}", True, "probe event created and deleted")
+
+
+def _lock(path: Path) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 class MemoryBackdoor:
