@@ -25,9 +25,10 @@ locale.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -35,6 +36,8 @@ from typing import Any
 import psycopg
 import psycopg.errors
 from psycopg.rows import RowMaker
+
+from hub.store.base import StoreError
 
 # Tables whose key the database numbers (INTEGER PRIMARY KEY AUTOINCREMENT in SQLite).
 NUMBERED_KEYS = {"audit": "id", "conflicts": "seq", "outbox": "id"}
@@ -126,12 +129,29 @@ class Cursor:
 class PgConnection:
     """A psycopg connection behind the slice of aiosqlite's API the shared queries use.
 
-    ``changes`` adds up the rows every write touched (SQLite's ``total_changes``).
+    ``changes`` adds up the rows every write touched (SQLite's ``total_changes``). With
+    ``reconnect``, a connection found broken (the server restarted, the network dropped) is
+    replaced before the next statement that outside a transaction (:meth:`ensure`).
     """
 
-    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+    def __init__(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        reconnect: Callable[[], Awaitable[psycopg.AsyncConnection[Any]]] | None = None,
+        *,
+        autocommit_reads: bool = False,
+    ) -> None:
         self.raw = conn
         self.changes = 0
+        self._reconnect = reconnect
+        self._autocommit_reads = autocommit_reads
+
+    async def ensure(self) -> None:
+        """A working connection: the broken one replaced (only ever between transactions)."""
+        if self._reconnect is not None and (self.raw.broken or self.raw.closed):
+            with contextlib.suppress(psycopg.Error):
+                await self.raw.close()
+            self.raw = await self._reconnect()
 
     async def execute(self, sql: str, params: Any = ()) -> Cursor:
         statement = translate(sql)
@@ -154,6 +174,8 @@ class PgConnection:
                 self.changes += max(cur.rowcount, 0)
 
     async def execute_fetchall(self, sql: str, params: Any = ()) -> list[Row]:
+        if self._autocommit_reads:  # every read is a transaction of its own
+            await self.ensure()
         with _errors():
             async with self.raw.cursor(row_factory=_row_factory) as cur:
                 await cur.execute(translate(sql).sql, _params(params))
@@ -163,10 +185,15 @@ class PgConnection:
         await self.raw.close()
 
 
+class PgDatabaseError(sqlite3.DatabaseError, StoreError):
+    """A database error other than a violated constraint: the shared code's ``sqlite3.Error``
+    handling applies (a transaction turns it into "write rolled back"), and a read that fails
+    (the server went away) is the StoreError the scheduler and the admin API expect."""
+
+
 class _errors:
     """Raise a violated constraint as ``sqlite3.IntegrityError``, what the shared code
-    catches; any other database error as ``sqlite3.DatabaseError`` (the stores turn it into a
-    StoreError naming the database)."""
+    catches; any other database error as :class:`PgDatabaseError`."""
 
     def __enter__(self) -> None:
         return None
@@ -177,7 +204,7 @@ class _errors:
         if isinstance(exc, psycopg.errors.IntegrityError):
             raise sqlite3.IntegrityError(_message(exc)) from exc
         if isinstance(exc, psycopg.Error):
-            raise sqlite3.DatabaseError(_message(exc)) from exc
+            raise PgDatabaseError(_message(exc)) from exc
 
 
 def _message(exc: psycopg.Error) -> str:

@@ -102,7 +102,7 @@ class PgStore(SqliteStore):
         self.worker = worker or default_worker_name()
         self._pg_writer: PgConnection | None = None
         self._pg_reader: PgConnection | None = None
-        self._lease_conn: psycopg.AsyncConnection[Any] | None = None
+        self._lease_conn: PgConnection | None = None
         self._lease_lock = asyncio.Lock()
         self._listen_task: asyncio.Task[None] | None = None
         self._listening: psycopg.AsyncConnection[Any] | None = None
@@ -138,10 +138,11 @@ class PgStore(SqliteStore):
     async def _open(self) -> None:
         try:
             writer = await self._connect()
-            self._pg_writer = PgConnection(writer)
+            self._pg_writer = PgConnection(writer, self._connect)
             await migrate(writer, self.path)
-            self._pg_reader = PgConnection(await self._connect())
-            self._lease_conn = await self._connect()
+            reader = await self._connect()
+            self._pg_reader = PgConnection(reader, self._connect, autocommit_reads=True)
+            self._lease_conn = PgConnection(await self._connect(), self._connect)
             listener = self._listening = await self._connect()
             await listener.execute(f"LISTEN {CHANNEL}")
         except BaseException:
@@ -167,11 +168,11 @@ class PgStore(SqliteStore):
         self._writer = None
         lease, self._lease_conn = self._lease_conn, None
         listening, self._listening = self._listening, None
-        for conn in conns:
+        for conn in (*conns, lease):
             if conn is not None:
                 with anyio.CancelScope(shield=True), contextlib.suppress(psycopg.Error):
                     await conn.close()
-        for raw in (lease, listening):
+        for raw in (listening,):
             if raw is not None:
                 with anyio.CancelScope(shield=True), contextlib.suppress(psycopg.Error):
                     await raw.close()
@@ -225,6 +226,10 @@ class PgStore(SqliteStore):
         self._notify_appointments(frozenset(tx.changed_appointments))
 
     async def _begin(self, db: PgConnection) -> None:
+        try:
+            await db.ensure()
+        except StoreError as exc:
+            raise StoreUnavailable(str(exc)) from exc
         await db.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
         await db.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
         try:
@@ -237,14 +242,10 @@ class PgStore(SqliteStore):
             await db.raw.execute("ROLLBACK")
         except psycopg.Error:
             # A connection cut short mid-statement (cancellation, a lost server) cannot be
-            # trusted for the next transaction: make a new one.
-            log.warning("%s: writer connection reset after a failed rollback", self.path)
+            # trusted for the next transaction: the next one starts on a new connection.
+            log.warning("%s: writer connection dropped after a failed rollback", self.path)
             with contextlib.suppress(psycopg.Error):
                 await db.raw.close()
-            try:
-                db.raw = await self._connect()
-            except StoreError as exc:
-                log.warning("%s", exc)
 
     async def _check_fence(self, db: PgConnection, fence: Any) -> None:
         rows = await db.execute_fetchall(
@@ -304,9 +305,10 @@ class PgStore(SqliteStore):
     @asynccontextmanager
     async def _lease_tx(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         async with self._lease_lock:
-            conn = self._lease_conn
-            if conn is None:
+            if self._lease_conn is None:
                 raise StoreError(f"{self.path}: the store is not open")
+            await self._lease_conn.ensure()
+            conn = self._lease_conn.raw
             try:
                 async with conn.transaction():
                     yield conn

@@ -116,3 +116,27 @@ async def test_another_worker_hears_of_each_commit(pg_url: str) -> None:
         assert heard == [("api", frozenset({"alice"}))]  # the rollback sent nothing
         assert appointments == [frozenset({"a1"})]
         assert mine == [frozenset({"alice"})]  # once: its own notification is not repeated
+
+
+async def test_connections_the_server_cut_are_replaced(pg_url: str) -> None:
+    async with pg(pg_url) as store:
+        async with store.transaction("api") as tx:
+            await tx.put_agent(Agent(id="alice", name="Alice", account="mem"))
+        with psycopg.connect(pg_url, password=pgserver.PASSWORD, autocommit=True) as conn:
+            cut = conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name LIKE 'calhub %' AND pid <> pg_backend_pid()"
+            ).fetchall()
+        assert len(cut) == 4  # writer, reader, listener, leases
+        # The first use of each connection finds it broken (and says so); the next works.
+        with pytest.raises(StoreError):
+            await store.get_agent("alice")
+        assert await store.get_agent("alice") is not None
+        with pytest.raises(StoreError):
+            async with store.transaction("api") as tx:
+                await tx.put_agent(Agent(id="bob", name="Bob"))
+        async with store.transaction("api") as tx:
+            await tx.put_agent(Agent(id="bob", name="Bob"))
+        with pytest.raises(StoreError):
+            await store.lease_round(30)
+        assert (await store.lease_round(30)).held.keys() == {"alice"}
