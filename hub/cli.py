@@ -116,6 +116,15 @@ def _parser(extra: Mapping[str, PluginCommand] | None = None) -> argparse.Argume
     )
     authorize.add_argument("account", metavar="ACCOUNT", help="an [accounts.NAME] of the config")
     authorize.add_argument("--agent", metavar="ID", required=True, help="the agent to authorize")
+    migrate = commands.add_parser(
+        "migrate", help="copy a SQLite hub into an empty PostgreSQL database and verify it"
+    )
+    migrate.add_argument("--from", dest="source", metavar="FILE", required=True, type=Path)
+    migrate.add_argument("--to", dest="target", metavar="URL", required=True)
+    migrate.add_argument(
+        "--password-env", metavar="VAR", default="", help="the variable holding the password"
+    )
+    migrate.add_argument("--ca-file", metavar="PATH", default="", help="CA of verified TLS")
     for name, command in (extra or {}).items():
         command.add_arguments(commands.add_parser(name, help=command.help))
     return parser
@@ -374,6 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "providers":
         return cmd_providers(plugins)
     try:
+        if args.command == "migrate":
+            return asyncio.run(cmd_migrate(args, env))
         config = load_config(config_path(args.config, env), plugins.registry, env)
         if args.command == "serve":
             return asyncio.run(serve(config, plugins.registry, announce=_announce))
@@ -394,6 +405,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail([str(exc)])
     except KeyboardInterrupt:
         return 130
+
+
+async def cmd_migrate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """``calhub migrate --from FILE --to URL``: see :mod:`hub.store.copy`."""
+    from hub.store.copy import copy_hub
+    from hub.store.postgres import PgStore
+    from hub.store.sqlite import SqliteStore
+
+    if not is_server_url(args.target):
+        raise UsageError(f"migrate --to: expected a postgresql:// URL, got {args.target!r}")
+    if not await anyio.Path(args.source).is_file():
+        raise UsageError(f"migrate --from: no such file {str(args.source)!r}")
+    password = env.get(args.password_env) if args.password_env else None
+    if args.password_env and password is None:
+        raise UsageError(f"migrate --password-env: variable {args.password_env} is not set")
+    target = PgStore(args.target, password=password, ca_file=args.ca_file or None)
+    async with SqliteStore(args.source) as source, target:
+        counts = await copy_hub(source, target, progress=print)
+    for count in counts:
+        if not count.ok:
+            print(
+                f"{count.table}: {count.source} rows in SQLite, {count.target} in PostgreSQL",
+                file=sys.stderr,
+            )
+    if not all(count.ok for count in counts):
+        return 1
+    print(f"verified: the {len(counts)} tables have the same row counts on both sides")
+    return 0
 
 
 def _announce(line: str) -> None:
