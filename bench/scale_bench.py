@@ -147,6 +147,9 @@ async def takeover(setup: Setup, sizes: Sizes) -> list[PhaseResult]:
     """Kill worker B (no release), then measure until worker A holds every agent."""
     survivor, victim = setup.stores[0], setup.stores[1]
     assert isinstance(survivor, PgStore) and isinstance(victim, PgStore)
+    # Both renew (the bench's cycles run no lease loop), then B dies holding live leases.
+    await survivor.lease_round(setup.lease_s)
+    await victim.lease_round(setup.lease_s)
     await victim.close()  # its leases stay in the table until they expire, as after kill -9
     with Meter() as meter:
         while True:

@@ -142,7 +142,10 @@ class Scheduler:
                 if self.leases is not None:
                     # Given back after the task group (the lease loop) has stopped.
                     stack.push_async_callback(self._release_leases)
-                    await self._lease_round()  # start with a share, not with nothing
+                    try:
+                        await self._lease_round()  # start with a share, not with nothing
+                    except StoreError as exc:  # the lease loop tries again
+                        log.warning("first lease round failed: %s", exc)
                 self._tg = await stack.enter_async_context(anyio.create_task_group())
                 if self.leases is not None:
                     self._tg.start_soon(self._lease_loop)

@@ -76,7 +76,8 @@ def redact_url(url: str) -> str:
 
 
 def default_worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``HOST:PID:RANDOM``: unique even for containers that share a host name and a pid."""
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(2).hex()}"
 
 
 class PgStore(SqliteStore):
