@@ -118,7 +118,7 @@ settings.register_profile(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-PG_EXAMPLES = 20
+PG_EXAMPLES = 12
 PROFILE = "calhub-long" if os.environ.get("CALHUB_FUZZ") == "long" else "calhub-ci"
 
 agent_ids = st.sampled_from(AGENTS)
