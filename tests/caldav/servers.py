@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -212,6 +212,18 @@ class Phone:
     async def create_external(self, cal: CalendarRef, data: EventData) -> str:
         uid = f"ext-{uuid.uuid4().hex}"
         return await self.put(f"{uid}.ics", phone_ical(data, uid))
+
+    async def create_unreadable(self, cal: CalendarRef, start: datetime) -> str:
+        """An event the server stores but calhub cannot read: it ends before it starts."""
+        uid = f"bad-{uuid.uuid4().hex}"
+        fmt = "%Y%m%dT%H%M%SZ"
+        raw = (
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//phone//EN\r\nBEGIN:VEVENT\r\n"
+            f"UID:{uid}\r\nDTSTAMP:{start.strftime(fmt)}\r\nDTSTART:{start.strftime(fmt)}\r\n"
+            f"DTEND:{(start - timedelta(minutes=30)).strftime(fmt)}\r\nSUMMARY:Backwards\r\n"
+            "END:VEVENT\r\nEND:VCALENDAR\r\n"
+        )
+        return await self.put(f"{uid}.ics", raw.encode())
 
     async def edit(self, cal: CalendarRef, remote_id: str, data: EventData) -> None:
         status, raw, _ = await self.send("GET", self.url_of(remote_id))
