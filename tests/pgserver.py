@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+import trustme
 
 BACKENDS = ["sqlite", "postgresql"]  # the stores every store test runs against
 PASSWORD = "calhub-test-password"
@@ -51,6 +52,7 @@ class Server:
     datadir: Path
     bindir: Path
     run_as: list[str]
+    ca_file: Path  # the CA of the server's TLS certificate (for 127.0.0.1)
     _schemas: Iterator[int] = field(default_factory=itertools.count)
 
     @property
@@ -88,6 +90,22 @@ def _free_port() -> int:
     with contextlib.closing(socket.socket()) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _certificates(root: Path, run_as: list[str]) -> Path:
+    """A test CA and the server's certificate for 127.0.0.1 (its key readable by the server's
+    user only, as PostgreSQL demands); returns the CA file."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.private_key_pem.write_to_path(str(root / "server.key"))
+    cert.cert_chain_pems[0].write_to_path(str(root / "server.crt"))
+    ca.cert_pem.write_to_path(str(root / "ca.pem"))
+    (root / "server.key").chmod(0o600)
+    if run_as:
+        user = pwd.getpwnam(_USER)
+        for name in ("server.key", "server.crt"):
+            os.chown(root / name, user.pw_uid, user.pw_gid)
+    return root / "ca.pem"
 
 
 def start() -> Server:
@@ -129,9 +147,11 @@ def start() -> Server:
         "--no-sync",
     )
     port = _free_port()
+    ca_file = _certificates(root, run_as)
     options = (
         f"-p {port} -c listen_addresses=127.0.0.1 -k {root} -c fsync=off"
         " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        f" -c ssl=on -c ssl_cert_file={root / 'server.crt'} -c ssl_key_file={root / 'server.key'}"
     )
     run(
         str(bindir / "pg_ctl"),
@@ -146,7 +166,7 @@ def start() -> Server:
         "60",
         "start",
     )
-    server = Server(port, datadir, bindir, run_as)
+    server = Server(port, datadir, bindir, run_as, ca_file)
     with psycopg.connect(
         f"postgresql://calhub@127.0.0.1:{port}/postgres", password=PASSWORD, autocommit=True
     ) as conn:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import trustme
 
 from hub.config import ConfigError, load_config
 from hub.model import Agent, Appointment, Kind
@@ -140,3 +141,16 @@ async def test_connections_the_server_cut_are_replaced(pg_url: str) -> None:
         with pytest.raises(StoreError):
             await store.lease_round(30)
         assert (await store.lease_round(30)).held.keys() == {"alice"}
+
+
+async def test_database_ca_file_makes_a_verified_tls_connection(
+    pg_server: pgserver.Server, pg_url: str, tmp_path: Path
+) -> None:
+    async with PgStore(pg_url, password=pgserver.PASSWORD, ca_file=str(pg_server.ca_file)) as s:
+        rows = await s._rows("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        assert rows[0][0] is True
+    # A server whose certificate that CA did not sign is refused.
+    other = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other))
+    with pytest.raises(StoreError, match="cannot connect to the database"):
+        await PgStore(pg_url, password=pgserver.PASSWORD, ca_file=str(other)).open()
