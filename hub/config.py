@@ -26,6 +26,7 @@ from hub.mail.settings import AGENT_EMAIL_KEYS, EmailSettings, check_agent_copie
 from hub.model import Agent, ConflictPolicy, Policy, RemoteDelete, is_colour
 from hub.render import check_template
 from hub.spec import AccountConfig, Option, Provider, ProviderRegistry
+from hub.store import is_server_url
 
 DEFAULT_SUBJECT_TEMPLATE = "[#{request_id}] {request_subject}"
 DEFAULT_BODY_TEMPLATE = "{note}"
@@ -403,7 +404,7 @@ def _hub(t: _Table, env: Mapping[str, str]) -> HubSettings:
 
 def _check_server(t: _Table, settings: HubSettings) -> None:
     """A database server's URL carries no password, and a named password variable is set."""
-    if not settings.database.startswith(("postgresql://", "postgres://")):
+    if not is_server_url(settings.database):
         return
     credentials = settings.database.split("://", 1)[1].split("@", 1)
     if len(credentials) == 2 and ":" in credentials[0]:

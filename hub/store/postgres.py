@@ -50,7 +50,7 @@ import psycopg.errors
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from hub.store.base import StoreError, StoreUnavailable
-from hub.store.lease import LeaseLost, LeaseRound, current_fence
+from hub.store.lease import Fence, LeaseLost, LeaseRound, current_fence
 from hub.store.pg_dialect import PgConnection
 from hub.store.pg_schema import migrate, versions
 from hub.store.sqlite import SqliteStore, SqliteTx
@@ -248,7 +248,7 @@ class PgStore(SqliteStore):
             with contextlib.suppress(psycopg.Error):
                 await db.raw.close()
 
-    async def _check_fence(self, db: PgConnection, fence: Any) -> None:
+    async def _check_fence(self, db: PgConnection, fence: Fence) -> None:
         rows = await db.execute_fetchall(
             "SELECT 1 FROM agent_leases WHERE agent_id = ? AND holder = ? AND generation = ?"
             " AND expires_at > clock_timestamp() FOR SHARE",
