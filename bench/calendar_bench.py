@@ -240,6 +240,8 @@ BREAKDOWN = """() => {
     session_ms: at('/calendar/session'),
     entries_ms: at('/calendar/entries'),
     drawn_ms: Math.round(performance.now()),
+    entries_requests: performance.getEntriesByType('resource')
+      .filter((e) => e.name.includes('/calendar/entries')).length,
   };
 }"""
 

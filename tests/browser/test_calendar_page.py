@@ -214,6 +214,10 @@ def test_login_form_session_cookie_and_logout(browser: Browser, server: Server) 
 def test_week_shows_columns_colours_kinds_and_attention(page: Page, server: Server) -> None:
     (mine,) = book(server, "cols-1", ["alice"], at(0, 9), at(0, 10), subject="Colours")
     server.ok("PUT", "/requests/cols-2/planned", {"agents": ["bob"], "start": at(0, 13)})
+    ranges: list[str] = []
+    page.on(
+        "request", lambda r: ranges.append(r.url) if "/calendar/entries?from" in r.url else None
+    )
     open_week(page, server)
     headers = page.locator(".ec-col-group")
     expect(headers).to_have_count(3)
@@ -224,6 +228,8 @@ def test_week_shows_columns_colours_kinds_and_attention(page: Page, server: Serv
     expect(headers.nth(0).locator(".attention")).to_have_count(0)
     expect(entry(page, "Colours")).to_have_css("background-color", ALICE_RGB)
     expect(entry(page, "[#cols-2]")).to_have_css("background-color", PLANNED_RGB)
+    # One request loaded the week for every agent, sent before the grid was built.
+    assert len(ranges) == 1 and "agents=alice%2Cbob%2Ccarol" in ranges[0]
     # Non-working time is shaded: the weekend whole, working days before 08:00, after 17:00.
     days = page.locator(".ec-body .ec-grid > .ec-day")
     expect(days.nth(5)).to_have_css("background-color", OFF_RGBA)  # alice's Saturday

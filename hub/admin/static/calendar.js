@@ -41,6 +41,7 @@
     view: 'agents',
     days: 7,
     date: null,
+    prefetch: null,
     hours: { from: 0, to: 24 * 60 },
     details: null,
   };
@@ -170,15 +171,34 @@
     for (const day of DAY_NAMES) root.classList.toggle(`off-${day}`, !s.working_days.includes(day));
   }
 
-  async function loadEvents(info) {
-    const agents = [...state.chosen].join(',');
-    if (!agents) return [];
+  function fetchEntries(start, end) {
     const query = new URLSearchParams({
-      from: info.start.toISOString(),
-      to: info.end.toISOString(),
-      agents,
+      from: start.toISOString(),
+      to: end.toISOString(),
+      agents: [...state.chosen].join(','),
     });
-    const data = await api('GET', `/calendar/entries?${query}`);
+    return api('GET', `/calendar/entries?${query}`);
+  }
+
+  function firstRange() {
+    // The range the first view will ask for, so that its entries are on the way while the
+    // calendar builds its grid (for 50 agents that takes longer than the request). Only for
+    // the views whose range is plain: whole weeks from Monday, or days from the date.
+    if (state.view === 'month') return null;
+    const [y, m, d] = (state.date || localDate(new Date())).split('-').map(Number);
+    let start = new Date(y, m - 1, d);
+    if (state.days % 7 === 0) start = new Date(y, m - 1, d - ((start.getDay() + 6) % 7));
+    const end = new Date(start.getFullYear(), start.getMonth(), start.getDate() + state.days);
+    return { start, end };
+  }
+
+  async function loadEvents(info) {
+    if (!state.chosen.size) return [];
+    const early = state.prefetch;
+    state.prefetch = null; // used once: later ranges and agent choices fetch their own
+    const same = early && early.start.getTime() === info.start.getTime()
+      && early.end.getTime() === info.end.getTime();
+    const data = await (same ? early.entries : fetchEntries(info.start, info.end));
     return data.entries.map(toEvent);
   }
 
@@ -518,6 +538,11 @@
     state.byId = new Map(session.agents.map((a) => [a.id, a]));
     state.chosen = new Set(session.agents.map((a) => a.id));
     readAddress();
+    const range = firstRange();
+    if (range && state.chosen.size) {
+      state.prefetch = { ...range, entries: fetchEntries(range.start, range.end) };
+      state.prefetch.entries.catch(() => null); // its failure is reported by loadEvents
+    }
     $('login').hidden = true;
     $('app').hidden = false;
     bindControls();
