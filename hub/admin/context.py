@@ -12,6 +12,7 @@ import anyio
 from aiohttp import web
 
 from hub.admin.errors import ApiError, invalid
+from hub.admin.feed_cache import FeedCache
 from hub.admin.validation import identifier
 from hub.admin.views import AppointmentViews
 from hub.config import Config
@@ -40,6 +41,7 @@ class AdminContext:
     render_limiter: anyio.CapacityLimiter | None = None
     mail: MailService | None = None  # None without [email]
     relays: RelayHub = field(default_factory=RelayHub)  # Outlook agents' connections
+    feeds: FeedCache = field(default_factory=FeedCache)  # rendered .ics feeds, by version
 
     def views(self) -> AppointmentViews:
         """Fresh appointment views for one HTTP request (their caches must not outlive it)."""

@@ -7,19 +7,26 @@ token is configured, and agent A's feed token never opens agent B's feed.
 The feed serves the appointments overlapping ``[from, to)``: by default from
 :func:`hub.ics.feed_start` on, with no end; the query parameters ``from`` and ``to`` (ISO dates
 or times) override either end.
+
+Every answer carries an ``ETag`` (and ``Last-Modified`` once rendered): a poll naming the
+current tag in ``If-None-Match`` gets a 304 from the agent's change counter alone, and a
+changed feed is rendered once and served from :class:`hub.admin.feed_cache.FeedCache` until
+the next change (see that module).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import partial
+from wsgiref.handlers import format_date_time
 
 import anyio.to_thread
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from hub.admin.auth import FEED_ROUTE, bearer, check_admin, tokens_match, unauthorized
 from hub.admin.context import AdminContext, hub_of
 from hub.admin.errors import ApiError
+from hub.admin.feed_cache import CachedFeed, FeedKey, etag_matches, feed_etag
 from hub.admin.validation import query, query_span
 from hub.admin.views import EventRenderer
 from hub.ics import build_feed, feed_start
@@ -60,22 +67,65 @@ async def feed(request: web.Request) -> web.Response:
     params = query(request, ("token", "from", "to"))
     found = await hub.store.get_agent(request.match_info["id"])
     agent = _authorise(request, hub, found, params.get("token"))
-    start, end = query_span(params, feed_start(datetime.now(UTC), hub.config.hub.days_past))
+    now = datetime.now(UTC)
+    start, end = query_span(params, feed_start(now, hub.config.hub.days_past))
+    key = FeedKey(agent.id, start, end)
+    # Read before the appointments: a change racing this request then gives the body a
+    # newer content than its tag, never an older one (the next poll renders it again).
+    seq = await hub.store.get_hub_seq(agent.id)
+    if seq is None:  # deleted since get_agent
+        raise ApiError(404, f"no agent {agent.id!r}", field="id")
+    etag = feed_etag(key, seq, hub.config.hub)
+    cached = hub.feeds.get(key, seq)
+    if _not_modified(request, etag, cached):
+        return web.Response(status=304, headers=_headers(agent, etag, cached))
+    if cached is None:
+        last_modified, unique = hub.feeds.stamp(key, now)
+        body = await _render(hub, agent, start, end)
+        cached = CachedFeed(seq, etag, last_modified, body, unique)
+        hub.feeds.put(key, cached)
+    return web.Response(body=cached.body, headers=_headers(agent, etag, cached))
+
+
+def _not_modified(request: web.Request, etag: str, cached: CachedFeed | None) -> bool:
+    """RFC 9110 13.2.2: If-None-Match decides when given; If-Modified-Since only without it,
+    and only against a version whose Last-Modified no other version shares."""
+    if_none_match = request.headers.get(hdrs.IF_NONE_MATCH)
+    if if_none_match is not None:
+        return etag_matches(if_none_match, etag)
+    since = request.if_modified_since
+    if since is None or cached is None:
+        return False
+    if cached.unique_time:
+        return cached.last_modified <= since
+    return cached.last_modified < since
+
+
+def _headers(agent: Agent, etag: str, cached: CachedFeed | None) -> dict[str, str]:
+    headers = {
+        "Content-Type": "text/calendar; charset=utf-8",
+        "Content-Disposition": f'inline; filename="{agent.id}.ics"',
+        # Apps may keep the feed but must ask again (with its tag) before showing it.
+        "Cache-Control": "private, no-cache",
+        "ETag": etag,
+    }
+    if cached is not None:
+        headers["Last-Modified"] = format_date_time(cached.last_modified.timestamp())
+    return headers
+
+
+async def _render(
+    hub: AdminContext, agent: Agent, start: datetime | None, end: datetime | None
+) -> bytes:
     renderer = EventRenderer(hub.store, hub.config.hub, [agent])
+    appts = await hub.store.list_appointments(agent_id=agent.id, start=start, end=end)
+    await renderer.preload(appts)
     entries = []
-    for appt in await hub.store.list_appointments(agent_id=agent.id, start=start, end=end):
+    for appt in appts:
         event = await renderer.event(appt)
         if event is not None:
             entries.append((appt, event))
     # Serialising thousands of events is CPU work: keep it off the event loop.
-    body = await anyio.to_thread.run_sync(
+    return await anyio.to_thread.run_sync(
         partial(build_feed, agent, entries), limiter=hub.render_limiter
-    )
-    return web.Response(
-        body=body,
-        headers={
-            "Content-Type": "text/calendar; charset=utf-8",
-            "Content-Disposition": f'inline; filename="{agent.id}.ics"',
-            "Cache-Control": "private, no-cache",
-        },
     )

@@ -192,3 +192,121 @@ async def test_bad_window_is_a_422_naming_the_field(api: Api, params: str, field
     reply = await api.call("GET", f"{FEED}?token=feed-alice&{params}", token=None)
     assert reply.status == 422
     assert reply.json["field"] == field
+
+
+# --------------------------------------------------------------------------- conditional GET
+
+
+async def _counting_renders(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Patch the feed route's renderer to record the agent of each rendering."""
+    import hub.admin.feed as feed_route
+
+    rendered: list[str] = []
+    real = feed_route.build_feed
+
+    def counting(agent: Agent, entries: object, **kw: object) -> bytes:
+        rendered.append(agent.id)
+        return real(agent, entries, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(feed_route, "build_feed", counting)
+    return rendered
+
+
+async def _move_first(api: Api, agent: str) -> None:
+    appts = await api.store.list_appointments(agent_id=agent)
+    later = (SOON + timedelta(hours=2)).isoformat()
+    reply = await api.call("PATCH", f"/appointments/{appts[0].id}", {"start": later})
+    assert reply.status == 200, reply.text
+
+
+async def test_unchanged_feed_is_a_304_without_rendering(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rendered = await _counting_renders(monkeypatch)
+    first = await api.call("GET", FEED + "?token=feed-alice", token=None)
+    assert first.status == 200 and rendered == ["alice"]
+    etag = first.headers["ETag"]
+    assert etag.startswith('W/"')
+    again = await api.call(
+        "GET", FEED + "?token=feed-alice", token=None, headers={"If-None-Match": etag}
+    )
+    assert again.status == 304 and again.text == ""
+    assert again.headers["ETag"] == etag
+    # Last-Modified of the cached version: a later If-Modified-Since is answered 304 too.
+    since = {"If-Modified-Since": "Fri, 01 Jan 2100 00:00:00 GMT"}
+    assert (await api.call("GET", FEED, headers=since)).status == 304
+    old = {"If-Modified-Since": "Thu, 01 Jan 2015 00:00:00 GMT"}
+    assert (await api.call("GET", FEED, headers=old)).status == 200
+    # The admin token and the feed token see one feed, one tag; a plain fetch is cached.
+    plain = await api.call("GET", FEED)
+    assert plain.status == 200 and plain.headers["ETag"] == etag and plain.text == first.text
+    assert rendered == ["alice"]
+    # A tag that is not current gets the feed.
+    stale = await api.call("GET", FEED, headers={"If-None-Match": 'W/"other"'})
+    assert stale.status == 200
+
+
+async def test_a_change_gives_a_new_tag_and_one_rendering(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rendered = await _counting_renders(monkeypatch)
+    etag = (await api.call("GET", FEED)).headers["ETag"]
+    bob_etag = (await api.call("GET", "/agents/bob/calendar.ics")).headers["ETag"]
+    await _move_first(api, "alice")
+    changed = await api.call("GET", FEED, headers={"If-None-Match": etag})
+    assert changed.status == 200 and changed.headers["ETag"] != etag
+    moved = (SOON + timedelta(hours=2)).strftime("%Y%m%dT%H%M%SZ")
+    assert moved in changed.text
+    for _ in range(3):
+        fetched = await api.call("GET", FEED, headers={"If-None-Match": etag})
+        assert fetched.status == 200 and fetched.text == changed.text
+    # Alice's change leaves Bob's feed as it was.
+    bob = await api.call("GET", "/agents/bob/calendar.ics", headers={"If-None-Match": bob_etag})
+    assert bob.status == 304
+    assert rendered == ["alice", "bob", "alice"]
+
+
+async def test_each_agent_has_its_own_cached_feed(api: Api) -> None:
+    alice = await api.call("GET", FEED)
+    bob = await api.call("GET", "/agents/bob/calendar.ics")
+    assert alice.headers["ETag"] != bob.headers["ETag"]
+    assert len(events(alice.text.encode())) == 2 and len(events(bob.text.encode())) == 1
+
+
+async def test_windows_are_feeds_of_their_own(api: Api) -> None:
+    whole = await api.call("GET", FEED)
+    narrow = await api.call("GET", FEED + "?from=2015-01-01&to=2015-02-01")
+    assert narrow.status == 200 and narrow.headers["ETag"] != whole.headers["ETag"]
+    assert len(events(narrow.text.encode())) == 0 and len(events(whole.text.encode())) == 2
+
+
+async def test_a_wrong_token_gets_no_304(api: Api) -> None:
+    etag = (await api.call("GET", FEED)).headers["ETag"]
+    headers = {"If-None-Match": etag}
+    assert (
+        await api.call("GET", FEED + "?token=feed-bob", token=None, headers=headers)
+    ).status == 401
+    assert (await api.call("GET", FEED, token=None, headers=headers)).status == 401
+
+
+async def test_cached_feed_keeps_private_content_out(api: Api) -> None:
+    first = await api.call("GET", FEED)
+    cached = await api.call("GET", FEED + "?token=feed-alice", token=None)
+    assert SECRET not in first.text and SECRET not in cached.text
+    assert "Data unavailable" in cached.text
+
+
+def test_feed_cache_is_bounded() -> None:
+    from hub.admin.feed_cache import CachedFeed, FeedCache, FeedKey
+
+    cache = FeedCache(max_feeds=2, max_bytes=10)
+    keys = [FeedKey(name, None, None) for name in ("a", "b", "c")]
+    for key in keys:
+        cache.put(key, CachedFeed(1, "t", T9, b"1234"))
+    assert len(cache) == 2 and cache.get(keys[0], 1) is None and cache.get(keys[2], 1)
+    cache.put(keys[0], CachedFeed(1, "t", T9, b"12345678"))  # 12 bytes: b goes
+    assert cache.get(keys[1], 1) is None and cache.get(keys[0], 1) is not None
+    # An older version never replaces a newer one; a version other than the one asked is a miss.
+    cache.put(keys[0], CachedFeed(2, "t2", T9, b"1"))
+    cache.put(keys[0], CachedFeed(1, "t", T9, b"1"))
+    assert cache.get(keys[0], 1) is None and cache.get(keys[0], 2) is not None
