@@ -31,7 +31,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Self
 
 from hub.model import (
@@ -218,6 +218,8 @@ class Tx(OutboxWrites, ABC):
         group_id: str | None = None,
         kind: Kind | None = None,
         include_deleted: bool = False,
+        after: tuple[datetime | date, str] | None = None,
+        limit: int | None = None,
     ) -> list[Appointment]:
         """As :meth:`Store.list_appointments`."""
 
@@ -322,9 +324,13 @@ class Store(OutboxReads, ABC):
         group_id: str | None = None,
         kind: Kind | None = None,
         include_deleted: bool = False,
+        after: tuple[datetime | date, str] | None = None,
+        limit: int | None = None,
     ) -> list[Appointment]:
         """Appointments matching every given filter; ``start``/``end`` keep those overlapping
-        [start, end). Ordered by start, then id."""
+        [start, end). Ordered by start, then id. ``after`` (a start and an id) keeps those
+        after it in that order and ``limit`` the first so many: a page of the list, read from
+        the index on (agent, start, id) or (start, id) rather than sorted whole."""
 
     # approvals ---------------------------------------------------------------------------
     @abstractmethod

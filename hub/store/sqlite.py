@@ -225,6 +225,8 @@ class _Queries(OutboxQueries, ABC):
         group_id: str | None = None,
         kind: Kind | None = None,
         include_deleted: bool = False,
+        after: tuple[datetime | date, str] | None = None,
+        limit: int | None = None,
     ) -> list[Appointment]:
         where: list[str] = []
         params: list[Any] = []
@@ -246,12 +248,19 @@ class _Queries(OutboxQueries, ABC):
             key = codec.instant_key(start, "list_appointments: start")
             where.append("(end_utc > ? OR start_utc >= ?)")
             params += [key, key]
+        if after is not None:
+            # A row value, so that the index on (..., start_utc, id) starts the scan there.
+            where.append("(start_utc, id) > (?, ?)")
+            params += [codec.instant_key(after[0], "list_appointments: after"), after[1]]
         if not include_deleted:
             where.append("deleted = 0")
         sql = "SELECT * FROM appointments"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY start_utc, id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(max(0, int(limit)))
         return [codec.appointment_from_row(r) for r in await self._rows(sql, params)]
 
     # approvals ---------------------------------------------------------------------------

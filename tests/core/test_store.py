@@ -445,6 +445,32 @@ async def test_purging_a_live_entry_notifies(alice: SqliteStore) -> None:
     assert seen == [frozenset({"alice"})]
 
 
+# pages of the list ------------------------------------------------------------------------
+async def test_list_pages_by_start_then_id_from_a_key(alice: SqliteStore) -> None:
+    async with alice.transaction("api") as tx:
+        await tx.put_appointments(
+            [
+                appt("b", start=at(9), end=at(10)),
+                appt("a", start=at(9), end=at(10)),
+                appt("c", start=at(8), end=at(9)),
+                appt("day", kind=Kind.PLANNED, start=date(2026, 5, 1), end=date(2026, 5, 2)),
+            ]
+        )
+    whole = [a.id for a in await alice.list_appointments()]
+    assert whole == ["day", "c", "a", "b"]
+    seen: list[str] = []
+    after = None
+    for _ in range(len(whole)):
+        page = await alice.list_appointments(agent_id="alice", after=after, limit=1)
+        if not page:
+            break
+        seen += [a.id for a in page]
+        after = (page[-1].start, page[-1].id)
+    assert seen == whole
+    assert [a.id for a in await alice.list_appointments(after=(at(9), "a"), limit=5)] == ["b"]
+    assert [a.id for a in await alice.list_appointments(limit=2)] == ["day", "c"]
+
+
 # the overlap filter ------------------------------------------------------------------------
 async def test_overlap_filter_window_edges_and_all_day(alice: SqliteStore) -> None:
     async with alice.transaction("api") as tx:
