@@ -172,6 +172,7 @@ def check_template(
     return list(_parse(template, fields, formats)[1])
 
 
+@functools.lru_cache(maxsize=64)  # pure, and asked once per rendered event (see _parse)
 def template_fields(template: str) -> frozenset[str]:
     """The fields ``template`` uses."""
     return frozenset(p.name for p in _parse(template)[0] if isinstance(p, _Field))
