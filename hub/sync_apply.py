@@ -80,7 +80,7 @@ class PlanApplier(PassScope):
                 raise  # no write can start: stop the pass instead of skipping every item
             except Exception:
                 if len(chunk) == 1:
-                    self._hub_failed(chunk[0])
+                    await self._hub_failed(chunk[0])
                     continue
                 # Find the bad one: each action on its own, so the rest still commits.
                 for action in chunk:
@@ -88,7 +88,7 @@ class PlanApplier(PassScope):
                         async with self.transaction() as tx:
                             done = await self._write_hub(tx, action, {})
                     except Exception:
-                        self._hub_failed(action)
+                        await self._hub_failed(action)
                     else:
                         if done:
                             self._count(action.label, action.conflict is not None)
@@ -96,9 +96,28 @@ class PlanApplier(PassScope):
             for action in written:
                 self._count(action.label, action.conflict is not None)
 
-    def _hub_failed(self, action: HubAction) -> None:
+    async def _hub_failed(self, action: HubAction) -> None:
+        """Skip a hub write that failed (called while its exception is handled), and mark the
+        pair stale: the cursor moves past the change the write was to take (a remote move, a
+        new import), and no delta reports that change again, so the next pass reads the event
+        itself instead of forgetting the change."""
         log.exception("sync: hub write %s of %s failed", action.label, action.appointment_id)
         self.tally.skip(action.appointment_id, f"hub write failed ({action.label})")
+        status = self.statuses.get(action.appointment_id)
+        if status is not None and status.remote_id is not None and status.state != CREATING:
+            mark = self.stale(action.appointment_id, status.remote_id)
+        elif action.status is not None and action.status.external:
+            # A first import: the re-read imports it then (no hashes: nothing is synced yet).
+            mark = replace(
+                action.status, state=STALE, hub_hash=None, remote_hash=None, updated_at=self.now
+            )
+        else:
+            return
+        try:
+            async with self.transaction() as tx:
+                await tx.put_status(mark)
+        except Exception:
+            log.exception("sync: marking %s for a re-read failed", action.appointment_id)
 
     @staticmethod
     async def _versions(tx: Tx, appt_ids: Iterable[str]) -> dict[str, int | None]:

@@ -13,6 +13,8 @@ import pytest
 from hub.model import Agent, Appointment, ConflictPolicy, Kind, RemoteDelete
 from hub.reconcile import external_id
 from hub.spec import AccountConfig, EventData, TransientError
+from hub.store import StoreError
+from hub.store.sqlite import SqliteTx
 from hub.testing.memory import MemoryProvider
 
 from .helpers import ACCOUNT, Bench, at, make_bench
@@ -236,3 +238,54 @@ async def test_a_hub_delete_racing_an_agents_edit_is_refused_and_the_edit_kept(
     assert second.counts.get("undelete") == 1, second.counts
     stored = await bench.get(appt.id)
     assert stored is not None and not stored.deleted and stored.start == at(3)
+
+
+async def test_a_failing_hub_write_skips_that_item_and_commits_the_others(
+    bench: Bench, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken, fine = await bench.add(at(1)), await bench.add(at(2))
+    await bench.sync()
+    for appt, day in ((broken, 3), (fine, 4)):  # both moved by the agent: two flow-backs
+        bench.server.move(bench.cal, bench.remote_of(appt.id).remote_id, at(day), at(day, 11))
+    real = SqliteTx.put_appointment
+
+    async def put_appointment(self: SqliteTx, appt: Appointment) -> Appointment:
+        if appt.id == broken.id:
+            raise StoreError("disk I/O error")
+        return await real(self, appt)
+
+    monkeypatch.setattr(SqliteTx, "put_appointment", put_appointment)
+    result = await bench.sync()
+
+    assert result.result == "ok", result.error
+    assert result.skipped_items == [f"{broken.id}: hub write failed (flow-back)"]
+    assert (await bench.get(fine.id)).start == at(4)  # type: ignore[union-attr]
+    assert (await bench.get(broken.id)).start == at(1)  # type: ignore[union-attr]
+    monkeypatch.undo()
+    again = await bench.sync()  # nothing was lost: the skipped one is taken next time
+    assert (await bench.get(broken.id)).start == at(3), again.counts  # type: ignore[union-attr]
+
+
+async def test_a_first_import_whose_hub_write_failed_is_imported_next_time(
+    bench: Bench, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await bench.set_agent(import_external=True)
+    await bench.sync()
+    remote_id = bench.external("Dentist", at(1))  # reported once, by the next delta
+    copy_id = external_id("alice", ACCOUNT, remote_id)
+    real = SqliteTx.put_appointment
+
+    async def put_appointment(self: SqliteTx, appt: Appointment) -> Appointment:
+        if appt.id == copy_id:
+            raise StoreError("disk I/O error")
+        return await real(self, appt)
+
+    monkeypatch.setattr(SqliteTx, "put_appointment", put_appointment)
+    failed = await bench.sync()
+    assert failed.skipped_items == [f"{copy_id}: hub write failed (import)"]
+    monkeypatch.undo()
+
+    await bench.sync()
+
+    stored = await bench.get(copy_id)
+    assert stored is not None and stored.subject == "Dentist"
