@@ -7,11 +7,11 @@ A developer command, not part of CI (a full run takes hours on 2 cores)::
     .venv/bin/python tools/mutation.py reconcile sync    # some targets
     .venv/bin/python tools/mutation.py --list            # the targets and their tests
 
-Each target mutates one module (or the write-path functions of a provider) and runs only the
+Each target mutates some modules (or the write-path functions of a provider) and runs only the
 tests that exercise it, in a scratch copy under ``.mutation/<target>/`` (so targets can run
 side by side and the work tree is never touched). mutmut runs, for each mutant, the tests of
 that subset that call the mutated function. The summary prints the kill ratio per module and
-one JSON line per target; survivors are listed in ``.mutation/<target>/survivors.txt``, and
+one JSON line per module; survivors are listed in ``.mutation/<target>/survivors.txt``, and
 ``cd .mutation/<target> && ../../.venv/bin/mutmut show NAME`` shows one.
 
 Killed counts mutants a test failed on; a timeout counts as killed (the mutant made a test
@@ -47,37 +47,34 @@ class Target:
     """One module (or some of its functions) and the tests that exercise it."""
 
     name: str
-    module: str  # path of the file to mutate
+    modules: tuple[str, ...]  # paths of the files to mutate
     tests: tuple[str, ...]
-    functions: tuple[str, ...] = ()  # mutant name globs; empty: the whole module
-
-    @property
-    def dotted(self) -> str:
-        return self.module.removesuffix(".py").replace("/", ".")
+    functions: tuple[str, ...] = ()  # mutant name globs (of a one-module target); empty: all
 
     def globs(self) -> list[str]:
+        dotted = [m.removesuffix(".py").replace("/", ".") for m in self.modules]
         if not self.functions:
-            return [f"{self.dotted}.*"]
-        return [f"{self.dotted}.{f}__mutmut_*" for f in self.functions]
+            return [f"{d}.*" for d in dotted]
+        return [f"{d}.{f}__mutmut_*" for d in dotted for f in self.functions]
 
 
 TARGETS = (
-    Target("auth", "hub/admin/auth.py", ("tests/core",)),
-    Target("scheduler", "hub/scheduler.py", ("tests/sync/test_scheduler.py",)),
+    Target("auth", ("hub/admin/auth.py",), ("tests/core",)),
+    Target("scheduler", ("hub/scheduler.py",), ("tests/sync/test_scheduler.py",)),
     Target(
         "graph-write",
-        "plugins/graph365/batch.py",
+        ("plugins/graph365/batch.py",),
         ("tests/graph/test_graph_batch.py", "tests/graph/test_graph_sync.py"),
     ),
     Target(
         "graph-provider-write",
-        "plugins/graph365/provider.py",
+        ("plugins/graph365/provider.py",),
         ("tests/graph",),
         ("xǁGraphProviderǁpush", "xǁGraphProviderǁdelete", "xǁGraphProviderǁ_push*"),
     ),
     Target(
         "caldav-write",
-        "plugins/caldav/provider.py",
+        ("plugins/caldav/provider.py",),
         ("tests/caldav",),
         (
             "xǁCalDAVProviderǁpush",
@@ -87,8 +84,12 @@ TARGETS = (
             "xǁCalDAVProviderǁfind",
         ),
     ),
-    Target("sync", "hub/sync.py", ("tests/sync/test_sync_backoff.py", *SYNC_TESTS)),
-    Target("reconcile", "hub/reconcile.py", ("tests/sync/test_reconcile.py", *SYNC_TESTS)),
+    Target(
+        "sync",
+        ("hub/sync.py", "hub/sync_read.py", "hub/sync_apply.py"),
+        ("tests/sync/test_sync_backoff.py", *SYNC_TESTS),
+    ),
+    Target("reconcile", ("hub/reconcile.py",), ("tests/sync/test_reconcile.py", *SYNC_TESTS)),
 )
 
 _RESULT = re.compile(r"^\s*(?P<name>\S+__mutmut_\d+): (?P<status>.+?)\s*$")
@@ -97,11 +98,11 @@ _CAUGHT = {"killed", "timeout"}
 
 def _config(target: Target) -> str:
     """The [tool.mutmut] table of one target's scratch copy."""
-    source = target.module.split("/", 1)[0]
+    sources = sorted({m.split("/", 1)[0] for m in target.modules})
     lines = [
         "[tool.mutmut]",
-        f'source_paths = ["{source}"]',
-        f'only_mutate = ["{target.module}"]',
+        f"source_paths = {json.dumps(sources)}",
+        f"only_mutate = {json.dumps(list(target.modules))}",
         'also_copy = ["README.md", "docs/", "examples/", "bench/"]',
         'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]',
         f"pytest_add_cli_args_test_selection = {json.dumps(list(target.tests))}",
@@ -138,8 +139,28 @@ def _mutmut() -> str:
     return found
 
 
-def run(target: Target, children: int) -> dict[str, object]:
-    """Run one target; returns its summary."""
+def _summary(target: Target, module: str, statuses: dict[str, str], wall: float) -> dict:
+    """Counts and kill ratio of one module's mutants."""
+    prefix = module.removesuffix(".py").replace("/", ".") + "."
+    counts = Counter(s for n, s in statuses.items() if n.startswith(prefix))
+    checked = sum(n for s, n in counts.items() if s not in ("not checked", "skipped"))
+    caught = sum(counts[s] for s in _CAUGHT)
+    return {
+        "target": target.name,
+        "module": module,
+        "mutants": sum(counts.values()),
+        "checked": checked,
+        "killed": counts["killed"],
+        "timeout": counts["timeout"],
+        "survived": counts["survived"],
+        "no_tests": counts["no tests"],
+        "kill_ratio": round(caught / checked, 3) if checked else None,
+        "wall_s": wall,
+    }
+
+
+def run(target: Target, children: int) -> list[dict]:
+    """Run one target; returns the summary of each of its modules."""
     work = _prepare(target)
     started = time.monotonic()
     with (work / "mutmut.log").open("w") as log:
@@ -150,6 +171,7 @@ def run(target: Target, children: int) -> dict[str, object]:
             stderr=subprocess.STDOUT,
             check=False,
         )
+    wall = round(time.monotonic() - started, 1)
     listing = subprocess.run(
         [_mutmut(), "results", "--all", "true"], cwd=work, capture_output=True, text=True
     ).stdout
@@ -159,23 +181,9 @@ def run(target: Target, children: int) -> dict[str, object]:
         m = _RESULT.match(line)
         if m and any(w.match(m["name"]) for w in wanted):
             statuses[m["name"]] = m["status"]
-    counts = Counter(statuses.values())
-    checked = sum(n for s, n in counts.items() if s not in ("not checked", "skipped"))
-    caught = sum(counts[s] for s in _CAUGHT)
     survivors = sorted(n for n, s in statuses.items() if s in ("survived", "no tests"))
     (work / "survivors.txt").write_text("".join(f"{n}\n" for n in survivors), "utf-8")
-    return {
-        "target": target.name,
-        "module": target.module,
-        "mutants": len(statuses),
-        "checked": checked,
-        "killed": counts["killed"],
-        "timeout": counts["timeout"],
-        "survived": counts["survived"],
-        "no_tests": counts["no tests"],
-        "kill_ratio": round(caught / checked, 3) if checked else None,
-        "wall_s": round(time.monotonic() - started, 1),
-    }
+    return [_summary(target, module, statuses, wall) for module in target.modules]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     by_name = {t.name: t for t in TARGETS}
     if args.list:
         for t in TARGETS:
-            print(f"{t.name:22} {t.module:30} {' '.join(t.tests)}")
+            print(f"{t.name:22} {' '.join(t.modules)}: {' '.join(t.tests)}")
         return 0
     unknown = [n for n in args.targets if n not in by_name]
     if unknown:
@@ -195,15 +203,16 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [by_name[n] for n in args.targets] if args.targets else list(TARGETS)
     summaries = []
     for target in chosen:
-        summary = run(target, args.max_children)
-        summaries.append(summary)
-        ratio = summary["kill_ratio"]
-        print(
-            f"{target.name:22} {summary['killed']:>5} killed {summary['timeout']:>3} timeout "
-            f"{summary['survived']:>4} survived {summary['no_tests']:>4} no tests  "
-            f"kill ratio {ratio if ratio is not None else '-'}  ({summary['wall_s']} s)",
-            flush=True,
-        )
+        for summary in run(target, args.max_children):
+            summaries.append(summary)
+            ratio = summary["kill_ratio"]
+            print(
+                f"{summary['module']:30} {summary['killed']:>5} killed "
+                f"{summary['timeout']:>3} timeout {summary['survived']:>4} survived "
+                f"{summary['no_tests']:>4} no tests  kill ratio "
+                f"{ratio if ratio is not None else '-'}  ({summary['wall_s']} s)",
+                flush=True,
+            )
     for summary in summaries:
         print(json.dumps({"bench": "mutation", **summary}))
     return 0
