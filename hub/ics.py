@@ -87,15 +87,11 @@ def appointment_event(appt: Appointment, data: EventData, now: datetime) -> Even
     return event
 
 
-def build_feed(
-    agent: Agent,
-    entries: Iterable[tuple[Appointment, EventData]],
-    *,
-    now: datetime | None = None,
-) -> bytes:
-    """The feed of ``agent``: each entry is an appointment and its rendered event content.
-    Tombstones are left out."""
-    stamp = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+_FEED_END = b"END:VCALENDAR\r\n"
+
+
+def feed_head(agent: Agent) -> bytes:
+    """The feed's calendar properties: its text up to the first VEVENT."""
     cal = Calendar()
     cal.add("prodid", PRODID)
     cal.add("version", "2.0")
@@ -104,10 +100,52 @@ def build_feed(
     cal.add("x-wr-calname", one_line(f"{agent.name} (calhub)"))
     if agent.colour:
         cal.add("x-apple-calendar-color", agent.colour)
-    for appt, data in entries:
-        if not appt.deleted:
-            cal.add_component(appointment_event(appt, data, stamp))
-    return cal.to_ical()
+    text = cal.to_ical()
+    assert text.endswith(_FEED_END)
+    return text[: -len(_FEED_END)]
 
 
-__all__ = ["FEED_MIN_DAYS_PAST", "PRODID", "appointment_event", "build_feed", "feed_start", "uid"]
+def feed_stamp(now: datetime | None = None) -> datetime:
+    """The ``DTSTAMP`` of events rendered at ``now`` (whole seconds, UTC)."""
+    return (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+
+
+def event_text(appt: Appointment, data: EventData, stamp: datetime) -> bytes:
+    """One VEVENT of the feed as its folded content lines: a feed is its head, its events'
+    texts and an end line, so an unchanged event's text can be kept from one rendering of
+    the feed to the next (see :mod:`hub.admin.feed_cache`)."""
+    return bytes(appointment_event(appt, data, stamp).to_ical())
+
+
+def assemble_feed(head: bytes, events: Iterable[bytes]) -> bytes:
+    """The feed made of :func:`feed_head` and :func:`event_text` pieces, in that order."""
+    return b"".join((head, *events, _FEED_END))
+
+
+def build_feed(
+    agent: Agent,
+    entries: Iterable[tuple[Appointment, EventData]],
+    *,
+    now: datetime | None = None,
+) -> bytes:
+    """The feed of ``agent``: each entry is an appointment and its rendered event content.
+    Tombstones are left out."""
+    stamp = feed_stamp(now)
+    return assemble_feed(
+        feed_head(agent),
+        (event_text(appt, data, stamp) for appt, data in entries if not appt.deleted),
+    )
+
+
+__all__ = [
+    "FEED_MIN_DAYS_PAST",
+    "PRODID",
+    "appointment_event",
+    "assemble_feed",
+    "build_feed",
+    "event_text",
+    "feed_head",
+    "feed_stamp",
+    "feed_start",
+    "uid",
+]

@@ -16,6 +16,7 @@ the next change (see that module).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from wsgiref.handlers import format_date_time
@@ -29,8 +30,10 @@ from hub.admin.errors import ApiError
 from hub.admin.feed_cache import CachedFeed, FeedKey, etag_matches, feed_etag
 from hub.admin.validation import query, query_span
 from hub.admin.views import EventRenderer
-from hub.ics import build_feed, feed_start
-from hub.model import Agent
+from hub.config import HubSettings
+from hub.ics import assemble_feed, event_text, feed_head, feed_stamp, feed_start
+from hub.model import Agent, Appointment, Request
+from hub.render import render_event
 
 routes = web.RouteTableDef()
 
@@ -80,9 +83,7 @@ async def feed(request: web.Request) -> web.Response:
     if _not_modified(request, etag, cached):
         return web.Response(status=304, headers=_headers(agent, etag, cached))
     if cached is None:
-        last_modified, unique = hub.feeds.stamp(key, now)
-        body = await _render(hub, agent, start, end)
-        cached = CachedFeed(seq, etag, last_modified, body, unique)
+        cached = await _render(hub, agent, start, end, seq, key, now, etag)
         hub.feeds.put(key, cached)
     return web.Response(body=cached.body, headers=_headers(agent, etag, cached))
 
@@ -115,17 +116,42 @@ def _headers(agent: Agent, etag: str, cached: CachedFeed | None) -> dict[str, st
 
 
 async def _render(
-    hub: AdminContext, agent: Agent, start: datetime | None, end: datetime | None
-) -> bytes:
-    renderer = EventRenderer(hub.store, hub.config.hub, [agent])
+    hub: AdminContext, agent: Agent, start: datetime | None, end: datetime | None, seq: int,
+    key: FeedKey, now: datetime, etag: str,
+) -> CachedFeed:  # fmt: skip
+    """Version ``seq`` of the feed ``key``, re-rendering only the events that differ from
+    the feed's previous version."""
     appts = await hub.store.list_appointments(agent_id=agent.id, start=start, end=end)
+    renderer = EventRenderer(hub.store, hub.config.hub, [agent])
     await renderer.preload(appts)
-    entries = []
-    for appt in appts:
-        event = await renderer.event(appt)
-        if event is not None:
-            entries.append((appt, event))
-    # Serialising thousands of events is CPU work: keep it off the event loop.
-    return await anyio.to_thread.run_sync(
-        partial(build_feed, agent, entries), limiter=hub.render_limiter
+    sources = [(appt, await renderer.request(appt.request_id)) for appt in appts]
+    before = hub.feeds.previous(key)
+    kept = before.events if before is not None and before.agent == agent else {}
+    last_modified, unique = hub.feeds.stamp(key, now)
+    # Rendering and serialising thousands of events is CPU work: keep it off the event loop.
+    body, events = await anyio.to_thread.run_sync(
+        partial(_feed_text, agent, sources, kept, hub.config.hub), limiter=hub.render_limiter
     )
+    return CachedFeed(seq, etag, last_modified, body, unique, agent, events)
+
+
+def _feed_text(
+    agent: Agent,
+    sources: Sequence[tuple[Appointment, Request | None]],
+    kept: Mapping[str, tuple[object, bytes]],
+    settings: HubSettings,
+) -> tuple[bytes, dict[str, tuple[object, bytes]]]:
+    """The feed's text and its events' texts; an event rendered from the same appointment
+    and request as in ``kept`` keeps its text (and with it its older DTSTAMP)."""
+    stamp = feed_stamp()
+    events: dict[str, tuple[object, bytes]] = {}
+    for appt, request in sources:
+        source = (appt, request)
+        old = kept.get(appt.id)
+        if old is not None and old[0] == source:
+            events[appt.id] = old
+        else:
+            data = render_event(appt, agent, request, settings)
+            events[appt.id] = (source, event_text(appt, data, stamp))
+    body = assemble_feed(feed_head(agent), (text for _, text in events.values()))
+    return body, events

@@ -6,7 +6,8 @@ every change to the agent, its appointments, their approvals, requests and sync 
 window served and the settings that shape the rendering. :func:`feed_etag` turns these into
 an entity tag, so an unchanged feed is answered 304 from one counter read, with nothing
 listed or rendered; :class:`FeedCache` keeps each rendered feed until its counter moves, so a
-changed feed is rendered once however many subscribers fetch it.
+changed feed is rendered once however many subscribers fetch it, and then only the events
+that differ from the version before are rendered again.
 
 The tag is weak (``W/``): two renderings of one version differ in their ``DTSTAMP`` only.
 It is the same for every caller of the feed (bearer or feed token): what a feed shows does
@@ -17,11 +18,13 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from hub import __version__
 from hub.config import HubSettings
+from hub.model import Agent
 
 # Bounds of the cache: the feeds of the most recently fetched agents and windows.
 MAX_FEEDS = 256
@@ -49,6 +52,15 @@ class CachedFeed:
     # version before it was not known (evicted, or a restart), as it may have been rendered
     # in the same second. If-Modified-Since then needs a later time to answer 304.
     unique_time: bool = True
+    # Each event's text by appointment id, with what it was rendered from (the agent, the
+    # appointment, its request): the next version of the feed renders only what differs.
+    agent: Agent | None = None
+    events: Mapping[str, tuple[object, bytes]] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        """Bytes held: the body and, about as much again, the events' texts."""
+        return 2 * len(self.body) if self.events else len(self.body)
 
 
 def _rendering(settings: HubSettings) -> str:
@@ -101,6 +113,11 @@ class FeedCache:
         self._feeds.move_to_end(key)
         return found
 
+    def previous(self, key: FeedKey) -> CachedFeed | None:
+        """The feed ``key`` as last rendered, whatever its version (its events' texts are
+        reused for the next version)."""
+        return self._feeds.get(key)
+
     def stamp(self, key: FeedKey, now: datetime) -> tuple[datetime, bool]:
         """The Last-Modified of a new version of ``key`` rendered at ``now``, and whether it
         is unique: no other version can carry it (the one cached before it is older than this
@@ -114,10 +131,10 @@ class FeedCache:
             if self._feeds[key].seq >= feed.seq:
                 return  # a slower rendering of an older version must not replace a newer one
             self._drop(key)
-        if len(feed.body) > self.max_bytes:
+        if feed.size > self.max_bytes:
             return
         self._feeds[key] = feed
-        self._bytes += len(feed.body)
+        self._bytes += feed.size
         while len(self._feeds) > self.max_feeds or self._bytes > self.max_bytes:
             self._drop(next(iter(self._feeds)))
 
@@ -125,7 +142,7 @@ class FeedCache:
         return len(self._feeds)
 
     def _drop(self, key: FeedKey) -> None:
-        self._bytes -= len(self._feeds.pop(key).body)
+        self._bytes -= self._feeds.pop(key).size
 
 
 __all__ = ["CachedFeed", "FeedCache", "FeedKey", "etag_matches", "feed_etag"]

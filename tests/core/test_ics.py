@@ -198,17 +198,17 @@ async def test_bad_window_is_a_422_naming_the_field(api: Api, params: str, field
 
 
 async def _counting_renders(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Patch the feed route's renderer to record the agent of each rendering."""
+    """Patch the feed route to record the agent of each rendering of a feed."""
     import hub.admin.feed as feed_route
 
     rendered: list[str] = []
-    real = feed_route.build_feed
+    real = feed_route.feed_head
 
-    def counting(agent: Agent, entries: object, **kw: object) -> bytes:
+    def counting(agent: Agent) -> bytes:
         rendered.append(agent.id)
-        return real(agent, entries, **kw)  # type: ignore[arg-type]
+        return real(agent)
 
-    monkeypatch.setattr(feed_route, "build_feed", counting)
+    monkeypatch.setattr(feed_route, "feed_head", counting)
     return rendered
 
 
@@ -266,6 +266,34 @@ async def test_a_change_gives_a_new_tag_and_one_rendering(
     assert rendered == ["alice", "bob", "alice"]
 
 
+async def test_a_new_version_renders_only_the_events_that_changed(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hub.admin.feed as feed_route
+
+    rendered: list[str] = []
+    real = feed_route.render_event
+
+    def counting(appt: Appointment, *args: object) -> object:
+        rendered.append(appt.id)
+        return real(appt, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(feed_route, "render_event", counting)
+    first = await api.call("GET", FEED)
+    assert len(rendered) == 2
+    rendered.clear()
+    await _move_first(api, "alice")
+    moved = await api.store.list_appointments(agent_id="alice")
+    changed = await api.call("GET", FEED)
+    assert len(rendered) == 1 and rendered[0] in {a.id for a in moved}
+    assert changed.text != first.text and len(events(changed.text.encode())) == 2
+    assert SECRET not in changed.text
+    # Only the moved event's text differs (its DTSTAMP included).
+    before, after = events(first.text.encode()), events(changed.text.encode())
+    same = [u for u in before if before[u].to_ical() == after[u].to_ical()]
+    assert len(same) == 1 and f"{rendered[0]}@calhub" not in same
+
+
 async def test_each_agent_has_its_own_cached_feed(api: Api) -> None:
     alice = await api.call("GET", FEED)
     bob = await api.call("GET", "/agents/bob/calendar.ics")
@@ -310,3 +338,20 @@ def test_feed_cache_is_bounded() -> None:
     cache.put(keys[0], CachedFeed(2, "t2", T9, b"1"))
     cache.put(keys[0], CachedFeed(1, "t", T9, b"1"))
     assert cache.get(keys[0], 1) is None and cache.get(keys[0], 2) is not None
+
+
+async def test_an_agent_change_renders_every_event_again(tmp_path: Path) -> None:
+    settings = HubSettings(subject_template="{subject} with {agent_name}")
+    async with running_api(tmp_path / "hub.db", settings=settings) as api:
+        booking = {
+            "subject": "Visit",
+            "start": SOON.isoformat(),
+            "end": (SOON + timedelta(hours=1)).isoformat(),
+            "agents": ["alice"],
+        }
+        assert (await api.call("POST", "/requests/42/appointments", booking)).status == 201
+        assert "Visit with Alice Smith" in (await api.call("GET", FEED)).text
+        renamed = await api.call("PATCH", "/agents/alice", {"name": "Alice Jones"})
+        assert renamed.status == 200, renamed.text
+        again = (await api.call("GET", FEED)).text
+        assert "Visit with Alice Jones" in again and "Alice Smith" not in again
