@@ -4,8 +4,10 @@ event loop staying free while EWS holds a call open."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -183,3 +185,34 @@ async def test_telemetry_hears_each_call_with_the_hubs_outcome_vocabulary(
             await provider.fetch(cal, WINDOW, first.cursor)
     assert ("onprem", "sync", "ok") in heard and ("onprem", "find", "ok") in heard
     assert heard[-1] == ("onprem", "sync", "throttled")
+
+
+async def test_no_more_ews_calls_at_once_than_max_threads(fake: EwsFake) -> None:
+    # EWS throttles concurrent connections per service account (EWSMaxConcurrency). The
+    # account's CapacityLimiter keeps calhub's worker threads under max_threads (the session
+    # pool alone would also cap the connections, but with every other thread parked in it).
+    fake.latency = 0.05
+    cals = [CalendarRef(f"a{n}", f"agent{n}@contoso.example") for n in range(6)]
+    for c in cals:
+        fake.add_mailbox(c.mailbox)
+    inside, peak, lock = 0, 0, threading.Lock()
+    async with EwsProvider(account_for(fake, max_threads=2)) as provider:
+        sync = provider.adapter.sync
+
+        def counted(*args: Any) -> Any:
+            nonlocal inside, peak
+            with lock:
+                inside += 1
+                peak = max(peak, inside)
+            try:
+                return sync(*args)
+            finally:
+                with lock:
+                    inside -= 1
+
+        provider.adapter.sync = counted  # type: ignore[method-assign]
+        async with anyio.create_task_group() as tg:
+            for c in cals:
+                tg.start_soon(provider.fetch, c, WINDOW, None)
+    assert peak == 2
+    assert fake.peak_in_flight == 2
