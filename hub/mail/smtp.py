@@ -94,7 +94,7 @@ async def connection(
             stage = "login"
             await client.login(email.username, email.password or "")
     except Exception as exc:
-        client.close()
+        _drop(client)
         raise classify(exc, stage) from None
     try:
         yield client
@@ -104,7 +104,17 @@ async def connection(
                 with anyio.fail_after(email.timeout):
                     await client.quit()
             except (aiosmtplib.SMTPException, OSError, TimeoutError):
-                client.close()
+                _drop(client)
+
+
+def _drop(client: aiosmtplib.SMTP) -> None:
+    """Close the connection at once. A plain close() of a TLS connection starts a TLS shutdown
+    that a short-lived loop (``calhub check email``) may end before it finishes, leaving the
+    socket open for the garbage collector; after a failure there is nothing left to say."""
+    transport = client.transport
+    if transport is not None:
+        transport.abort()
+    client.close()
 
 
 def describe_tls(client: aiosmtplib.SMTP) -> str:
