@@ -45,7 +45,7 @@ import hashlib
 import inspect
 import json
 import ssl
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
@@ -724,6 +724,23 @@ def retry_after_seconds(headers: Mapping[str, str], now: datetime | None = None)
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+async def run_check_steps(
+    cal: CalendarRef, steps: Sequence[tuple[str, Callable[[], Awaitable[object]]]]
+) -> list[CheckItem]:
+    """Run a provider's ``check`` steps for one calendar in order, one :class:`CheckItem` each,
+    stopping at the first that raises a :class:`ProviderError` (the later steps depend on it)."""
+    items: list[CheckItem] = []
+    for label, step in steps:
+        what = f"{cal.agent_id} <{cal.mailbox}>: {label}"
+        try:
+            await step()
+        except ProviderError as exc:
+            items.append(CheckItem(what, False, exc.message))
+            break
+        items.append(CheckItem(what, True))
+    return items
 
 
 def ca_bundle_context(ca_file: str) -> ssl.SSLContext:

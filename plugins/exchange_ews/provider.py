@@ -50,6 +50,7 @@ from hub.spec import (
     Telemetry,
     Window,
     as_utc,
+    run_check_steps,
 )
 from plugins.exchange_ews.errors import error_for
 from plugins.exchange_ews.mapping import fields_for, remote_event
@@ -485,16 +486,7 @@ class EwsProvider(Provider):
         if write:
             steps.append(("probe event created", probe))
             steps.append(("probe event deleted", lambda: self.delete(cal, made[0].remote_id, None)))
-        items: list[CheckItem] = []
-        for label, step in steps:
-            what = f"{cal.agent_id} <{cal.mailbox}>: {label}"
-            try:
-                await step()
-            except ProviderError as exc:
-                items.append(CheckItem(what, False, exc.message))
-                break  # the later steps depend on this one
-            items.append(CheckItem(what, True))
-        return items
+        return await run_check_steps(cal, steps)
 
 
 def option_problems(opts: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -42,6 +42,7 @@ from hub.spec import (
     RemoteEvent,
     Telemetry,
     Window,
+    run_check_steps,
 )
 from plugins.google.errors import error_for
 from plugins.google.mapping import (
@@ -393,16 +394,7 @@ class GoogleProvider(Provider):
         if write:
             steps.append(("probe event created", create_probe))
             steps.append(("probe event deleted", lambda: self.delete(cal, made[0], None)))
-        items: list[CheckItem] = []
-        for label, step in steps:
-            what = f"{cal.agent_id} <{cal.mailbox}>: {label}"
-            try:
-                await step()
-            except ProviderError as exc:
-                items.append(CheckItem(what, False, exc.message))
-                break  # the later steps depend on this one
-            items.append(CheckItem(what, True))
-        return items
+        return await run_check_steps(cal, steps)
 
 
 def _raise_for(reply: Response, cal: CalendarRef, item: str | None = None) -> Response:

@@ -35,6 +35,7 @@ from hub.spec import (
     Telemetry,
     Window,
     http_url_problem,
+    run_check_steps,
 )
 from plugins.graph365.batch import MAX_BATCH, BatchRequest, run_batch
 from plugins.graph365.delta import fetch_delta
@@ -269,16 +270,7 @@ class GraphProvider(Provider):
         if write:
             steps.append(("probe event created", create_probe))
             steps.append(("probe event deleted", lambda: self.delete(cal, made[0], None)))
-        items: list[CheckItem] = []
-        for label, step in steps:
-            what = f"{cal.agent_id} <{cal.mailbox}>: {label}"
-            try:
-                await step()
-            except ProviderError as exc:
-                items.append(CheckItem(what, False, exc.message))
-                break  # the later steps depend on this one
-            items.append(CheckItem(what, True))
-        return items
+        return await run_check_steps(cal, steps)
 
 
 def _push_outcome(cal: CalendarRef, item: PushItem, reply: Response) -> PushOutcome:
