@@ -351,6 +351,28 @@ class Store(OutboxReads, ABC):
     async def list_status(self, agent_id: str, account: str) -> list[SyncStatus]: ...
 
     @abstractmethod
+    async def get_statuses(
+        self,
+        agent_id: str,
+        account: str,
+        *,
+        appointment_ids: Iterable[str] = (),
+        remote_ids: Iterable[str] = (),
+    ) -> list[SyncStatus]:
+        """The agent's status rows at ``account`` of these appointments or remote events
+        (each row once, by appointment id): a change pass's pairs, read by index."""
+
+    @abstractmethod
+    async def has_status(self, agent_id: str, account: str) -> bool:
+        """Whether the agent has any status row at ``account``."""
+
+    @abstractmethod
+    async def changed_since(self, agent_id: str, seq: int, limit: int) -> list[str] | None:
+        """The ids of the appointments of the agent's calendar stamped after its counter
+        (:meth:`get_hub_seq`) was ``seq``: changed, deleted, purged, or their request,
+        approval or status row changed. None when there are more than ``limit``."""
+
+    @abstractmethod
     async def get_calendar_state(self, agent_id: str) -> CalendarState | None: ...
 
     @abstractmethod

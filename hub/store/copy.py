@@ -7,8 +7,9 @@ migration is copied too), in one PostgreSQL transaction: the copy lands whole or
 Both databases are first brought to the current schema version, so the columns match.
 
 The change-counter triggers fire while rows arrive; the agents' counters are then set back to
-the values they had in SQLite, so that the first pass on PostgreSQL is as cheap as the next
-one on SQLite would have been. The numbered keys' sequences continue after the copied ids.
+the values they had in SQLite and the change stamps copied as they were, so that the first
+pass on PostgreSQL is as cheap as the next one on SQLite would have been. The numbered keys'
+sequences continue after the copied ids.
 Finally every table's row count is compared on both sides.
 """
 
@@ -25,6 +26,8 @@ from hub.store.sqlite import SqliteStore, SqliteTx
 # Parents before children (foreign keys); any other table follows in name order.
 _FIRST = ("agents", "requests", "appointments", "approvals")
 _BATCH = 1000
+# Tables the change-counter triggers write while the others are copied: copied last.
+_AFTER_COUNTERS = ("hub_changes",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +54,14 @@ async def copy_hub(
             raise StoreError(f"{target.path}: the target already holds {table}: refusing to copy")
     async with target.transaction("migrate") as tx:
         for table in tables:
-            copied = await _copy_table(source, tx, table)
-            progress(f"{table}: {copied} rows")
+            if table not in _AFTER_COUNTERS:
+                progress(f"{table}: {await _copy_table(source, tx, table)} rows")
         await _restore_counters(source, tx)
+        for table in _AFTER_COUNTERS:
+            # What the triggers stamped while rows arrived goes: the source's own stamps
+            # belong with the counters just restored.
+            await tx._run(f"DELETE FROM {table}")
+            progress(f"{table}: {await _copy_table(source, tx, table)} rows")
         for table, key in NUMBERED_KEYS.items():
             if table in tables:
                 await tx._run(

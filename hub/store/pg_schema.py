@@ -22,7 +22,7 @@ import psycopg
 
 from hub.store.base import StoreError
 from hub.store.pg_dialect import ddl
-from hub.store.schema import MIGRATIONS, Migration
+from hub.store.schema import HUB_CHANGES_TABLE, MIGRATIONS, RESTAMP_ALL, Migration
 
 # One advisory lock id for "the schema is being changed" (any 64-bit number of our own).
 MIGRATE_LOCK = 0x63616C6875620001
@@ -68,6 +68,53 @@ def _after_each_row(table: str, function: str) -> str:
     )
 
 
+# Version 10: raise an agent's counter and stamp one appointment with the value it now has.
+_STAMP = """CREATE FUNCTION calhub_stamp(p_agent TEXT, p_appointment TEXT) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    new_seq BIGINT;
+BEGIN
+    UPDATE agents SET hub_seq = hub_seq + 1 WHERE id = p_agent RETURNING hub_seq INTO new_seq;
+    IF FOUND THEN
+        INSERT INTO hub_changes (agent_id, appointment_id, seq)
+        VALUES (p_agent, p_appointment, new_seq)
+        ON CONFLICT (agent_id, appointment_id) DO UPDATE SET seq = EXCLUDED.seq;
+    END IF;
+END $$"""
+
+
+def _stamp_rows(name: str, column: str) -> str:
+    """A trigger function stamping the appointment a row names in ``column`` (as
+    :func:`hub.store.schema._stamps`: the old agent too when an update moved the row)."""
+    return f"""CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND (NEW.agent_id IS DISTINCT FROM OLD.agent_id
+            OR NEW.{column} IS DISTINCT FROM OLD.{column})) THEN
+        PERFORM calhub_stamp(OLD.agent_id, OLD.{column});
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+        PERFORM calhub_stamp(NEW.agent_id, NEW.{column});
+    END IF;
+    RETURN NULL;
+END $$"""
+
+
+_STAMP_BY_REQUEST = """CREATE FUNCTION calhub_stamp_by_request() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM calhub_stamp(agent_id, id) FROM appointments
+    WHERE request_id IN (
+        CASE WHEN TG_OP <> 'INSERT' THEN OLD.id END,
+        CASE WHEN TG_OP <> 'DELETE' THEN NEW.id END
+    );
+    RETURN NULL;
+END $$"""
+
+
+def _replace_trigger(table: str, function: str) -> tuple[str, str]:
+    return f"DROP TRIGGER hub_seq_{table} ON {table}", _after_each_row(table, function)
+
+
 # Version -> the PostgreSQL statements of that migration, where translation cannot do it.
 POSTGRES_STATEMENTS: dict[int, tuple[str, ...]] = {
     3: (
@@ -81,6 +128,22 @@ POSTGRES_STATEMENTS: dict[int, tuple[str, ...]] = {
         _after_each_row("sync_status", "calhub_bump_by_agent"),
         _BUMP_BY_REQUEST,
         _after_each_row("requests", "calhub_bump_by_request"),
+    ),
+    10: (
+        ddl(HUB_CHANGES_TABLE),
+        ddl("CREATE INDEX hub_changes_seq ON hub_changes (agent_id, seq)"),
+        ddl("CREATE INDEX sync_status_remote ON sync_status (agent_id, account, remote_id)"),
+        _STAMP,
+        _stamp_rows("calhub_stamp_appointment", "id"),
+        _stamp_rows("calhub_stamp_by_appointment", "appointment_id"),
+        _STAMP_BY_REQUEST,
+        *_replace_trigger("appointments", "calhub_stamp_appointment"),
+        *_replace_trigger("approvals", "calhub_stamp_by_appointment"),
+        *_replace_trigger("sync_status", "calhub_stamp_by_appointment"),
+        *_replace_trigger("requests", "calhub_stamp_by_request"),
+        "DROP FUNCTION calhub_bump_by_agent",
+        "DROP FUNCTION calhub_bump_by_request",
+        ddl(RESTAMP_ALL),
     ),
 }
 

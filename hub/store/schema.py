@@ -317,6 +317,109 @@ APPOINTMENT_PAGES = Migration(
     ),
 )
 
+
+def _stamp(agent: str, appointment: str, when: str = "") -> str:
+    """Raise the counter of ``agent`` and stamp ``appointment`` with the value it now has
+    (only where the condition ``when`` holds, if one is given)."""
+    cond = f" AND ({when})" if when else ""
+    return (
+        f"UPDATE agents SET hub_seq = hub_seq + 1 WHERE id = {agent}{cond};"
+        " INSERT INTO hub_changes (agent_id, appointment_id, seq)"
+        f" SELECT id, {appointment}, hub_seq FROM agents WHERE id = {agent}{cond}"
+        " ON CONFLICT (agent_id, appointment_id) DO UPDATE SET seq = excluded.seq;"
+    )
+
+
+def _stamps(table: str, appointment: str) -> tuple[str, ...]:
+    """Triggers of ``table`` (a row names its agent and, in column ``appointment``, an
+    appointment) that replace version 3's bare counter: the row's agent is raised and the
+    appointment stamped; an update that moves the row to another agent or appointment does
+    so for the old one too."""
+    moved = f"OLD.agent_id IS NOT NEW.agent_id OR OLD.{appointment} IS NOT NEW.{appointment}"
+    old = _stamp("OLD.agent_id", f"OLD.{appointment}")
+    new = _stamp("NEW.agent_id", f"NEW.{appointment}")
+    bodies = {
+        "INSERT": new,
+        "UPDATE": _stamp("OLD.agent_id", f"OLD.{appointment}", moved) + " " + new,
+        "DELETE": old,
+    }
+    return tuple(
+        statement
+        for event, body in bodies.items()
+        for statement in (
+            f"DROP TRIGGER hub_seq_{table}_{event.lower()}",
+            f"CREATE TRIGGER hub_seq_{table}_{event.lower()} AFTER {event} ON {table}"
+            f" BEGIN {body} END",
+        )
+    )
+
+
+def _request_stamps() -> tuple[str, ...]:
+    """The requests' triggers: every appointment of the request, old and new, is stamped."""
+
+    def stamp(row: str) -> str:
+        where = f"a.request_id = {row}.id"
+        return (
+            "UPDATE agents SET hub_seq = hub_seq + 1 WHERE id IN"
+            f" (SELECT agent_id FROM appointments a WHERE {where});"
+            " INSERT INTO hub_changes (agent_id, appointment_id, seq)"
+            f" SELECT a.agent_id, a.id, g.hub_seq FROM appointments a, agents g"
+            f" WHERE g.id = a.agent_id AND {where}"
+            " ON CONFLICT (agent_id, appointment_id) DO UPDATE SET seq = excluded.seq;"
+        )
+
+    bodies = {"INSERT": stamp("NEW"), "UPDATE": stamp("OLD") + " " + stamp("NEW")}
+    bodies["DELETE"] = stamp("OLD")
+    return tuple(
+        statement
+        for event, body in bodies.items()
+        for statement in (
+            f"DROP TRIGGER hub_seq_requests_{event.lower()}",
+            f"CREATE TRIGGER hub_seq_requests_{event.lower()} AFTER {event} ON requests"
+            f" BEGIN {body} END",
+        )
+    )
+
+
+HUB_CHANGES_TABLE = """CREATE TABLE hub_changes (
+            agent_id TEXT NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+            appointment_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            PRIMARY KEY (agent_id, appointment_id)
+        ) WITHOUT ROWID"""
+
+# Every appointment an agent's calendar has or had a pair for, stamped with the agent's
+# counter as it is now: what a database upgraded (or copied) to version 10 starts from. A
+# pass whose last clean pass saw an older counter then reads them all, as before version 10;
+# one that saw this value reads none.
+RESTAMP_ALL = """INSERT INTO hub_changes (agent_id, appointment_id, seq)
+    SELECT g.id, x.appointment_id, g.hub_seq FROM agents g, (
+        SELECT agent_id, id AS appointment_id FROM appointments
+        UNION SELECT agent_id, appointment_id FROM sync_status
+        UNION SELECT agent_id, appointment_id FROM approvals
+    ) x WHERE x.agent_id = g.id
+    ON CONFLICT (agent_id, appointment_id) DO UPDATE SET seq = excluded.seq"""
+
+HUB_CHANGES = Migration(
+    10,
+    "hub_changes: the hub_seq at which each appointment of an agent's calendar last changed",
+    (
+        # A change pass reads only what changed since the agent's last clean pass (the
+        # stamps above the hub_seq it recorded) instead of the whole calendar. Written by the
+        # same triggers that raise the counter, so every write path stamps (the same reason
+        # as version 3); a stamp outlives a purged appointment, so its pair is still found.
+        HUB_CHANGES_TABLE,
+        "CREATE INDEX hub_changes_seq ON hub_changes (agent_id, seq)",
+        # The pass finds the pairs of the remote events a delta reported by remote id.
+        "CREATE INDEX sync_status_remote ON sync_status (agent_id, account, remote_id)",
+        *_stamps("appointments", "id"),
+        *_stamps("approvals", "appointment_id"),
+        *_stamps("sync_status", "appointment_id"),
+        *_request_stamps(),
+        RESTAMP_ALL,
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     INITIAL_SCHEMA,
     LOOKUP_INDEXES,
@@ -327,6 +430,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     AGENT_SECRETS,
     RELAY_TOKENS,
     APPOINTMENT_PAGES,
+    HUB_CHANGES,
 )
 CURRENT_VERSION = MIGRATIONS[-1].version
 

@@ -141,11 +141,14 @@ class _Queries(OutboxQueries, ABC):
         rows = await self._rows(sql, params)
         return rows[0] if rows else None
 
-    async def _rows_in(self, sql: str, ids: Sequence[str]) -> list[sqlite3.Row]:
-        """Rows of ``sql`` for ``ids``: its ``IN ({})`` gets the ids, a chunk at a time."""
+    async def _rows_in(
+        self, sql: str, ids: Sequence[str], params: Sequence[Any] = ()
+    ) -> list[sqlite3.Row]:
+        """Rows of ``sql`` for ``ids``: its ``IN ({})`` gets the ids, a chunk at a time
+        (after ``params``, the values of the placeholders before it)."""
         rows: list[sqlite3.Row] = []
         for chunk in _chunks(ids):
-            rows += await self._rows(sql.format(_placeholders(len(chunk))), chunk)
+            rows += await self._rows(sql.format(_placeholders(len(chunk))), (*params, *chunk))
         return rows
 
     # browser sessions --------------------------------------------------------------------
@@ -289,6 +292,39 @@ class _Queries(OutboxQueries, ABC):
             (agent_id, account),
         )
         return [codec.status_from_row(r) for r in rows]
+
+    async def get_statuses(
+        self,
+        agent_id: str,
+        account: str,
+        *,
+        appointment_ids: Iterable[str] = (),
+        remote_ids: Iterable[str] = (),
+    ) -> list[SyncStatus]:
+        key = "SELECT * FROM sync_status WHERE agent_id = ? AND account = ? AND "
+        rows = await self._rows_in(
+            key + "appointment_id IN ({})", sorted(set(appointment_ids)), (agent_id, account)
+        )
+        rows += await self._rows_in(
+            key + "remote_id IN ({})", sorted(set(remote_ids)), (agent_id, account)
+        )
+        found = {r["appointment_id"]: r for r in rows}
+        return [codec.status_from_row(found[k]) for k in sorted(found)]
+
+    async def has_status(self, agent_id: str, account: str) -> bool:
+        row = await self._one(
+            "SELECT 1 FROM sync_status WHERE agent_id = ? AND account = ? LIMIT 1",
+            (agent_id, account),
+        )
+        return row is not None
+
+    async def changed_since(self, agent_id: str, seq: int, limit: int) -> list[str] | None:
+        rows = await self._rows(
+            "SELECT appointment_id FROM hub_changes WHERE agent_id = ? AND seq > ?"
+            " ORDER BY appointment_id LIMIT ?",
+            (agent_id, seq, limit + 1),
+        )
+        return None if len(rows) > limit else [r[0] for r in rows]
 
     async def get_calendar_state(self, agent_id: str) -> CalendarState | None:
         row = await self._one("SELECT * FROM calendar_state WHERE agent_id = ?", (agent_id,))
@@ -660,6 +696,27 @@ class SqliteTx(_Queries, OutboxTxWrites, Tx):
     async def list_status(self, agent_id: str, account: str) -> list[SyncStatus]:
         await self._write_statuses()
         return await super().list_status(agent_id, account)
+
+    async def get_statuses(
+        self,
+        agent_id: str,
+        account: str,
+        *,
+        appointment_ids: Iterable[str] = (),
+        remote_ids: Iterable[str] = (),
+    ) -> list[SyncStatus]:
+        await self._write_statuses()
+        return await super().get_statuses(
+            agent_id, account, appointment_ids=appointment_ids, remote_ids=remote_ids
+        )
+
+    async def has_status(self, agent_id: str, account: str) -> bool:
+        await self._write_statuses()
+        return await super().has_status(agent_id, account)
+
+    async def changed_since(self, agent_id: str, seq: int, limit: int) -> list[str] | None:
+        await self._write_statuses()  # their triggers stamp
+        return await super().changed_since(agent_id, seq, limit)
 
     async def get_hub_seq(self, agent_id: str) -> int | None:
         await self._write_statuses()  # their triggers raise the counter

@@ -670,6 +670,76 @@ async def test_hub_seq_counts_what_concerns_each_agent_s_calendar(alice: SqliteS
     assert await alice.get_hub_seq("ghost") is None
 
 
+async def test_changed_since_names_the_appointments_each_write_concerns(
+    alice: SqliteStore,
+) -> None:
+    await add_agents(alice, "bob")
+
+    async def changed(write: Any) -> dict[str, list[str] | None]:
+        """Which appointments of each agent the transaction running ``write(tx)`` stamped."""
+        before = {a: await alice.get_hub_seq(a) or 0 for a in ("alice", "bob")}
+        async with alice.transaction("api") as tx:
+            await write(tx)
+        return {a: await alice.changed_since(a, seq, 10) for a, seq in before.items()}
+
+    a1 = appt("a1", request_id="R1")
+    assert await changed(lambda tx: tx.put_appointment(a1)) == {"alice": ["a1"], "bob": []}
+    assert await changed(lambda tx: tx.put_appointment(a1)) == {"alice": [], "bob": []}
+    assert await changed(lambda tx: tx.put_request(Request("R1", subject="Printer"))) == {
+        "alice": ["a1"],
+        "bob": [],
+    }
+    approval = Approval("p1", "a1", "alice", created_at=at(9))
+    assert await changed(lambda tx: tx.add_approval(approval)) == {"alice": ["a1"], "bob": []}
+    # A pair without an appointment (a create in flight, an import) is stamped by its row.
+    status = SyncStatus("alice", "a9", "o365", "r9", "v1", "h", "h")
+    assert await changed(lambda tx: tx.put_status(status)) == {"alice": ["a9"], "bob": []}
+    assert await changed(lambda tx: tx.delete_status("alice", "a9", "o365")) == {
+        "alice": ["a9"],
+        "bob": [],
+    }
+    assert await changed(lambda tx: tx.put_appointment(appt("b1", "bob"))) == {
+        "alice": [],
+        "bob": ["b1"],
+    }
+    assert await changed(lambda tx: tx.delete_appointment("a1")) == {"alice": ["a1"], "bob": []}
+    # A purged appointment's stamp stays: its pair is still found by it.
+    assert await changed(lambda tx: tx.purge_appointment("a1")) == {"alice": ["a1"], "bob": []}
+    # The agent record is no appointment's change (the engine fingerprints the agent).
+    assert await changed(lambda tx: tx.put_agent(Agent("alice", "Alice Jones"))) == {
+        "alice": [],
+        "bob": [],
+    }
+    many = [appt(f"m{n}") for n in range(3)]
+    assert await changed(lambda tx: tx.put_appointments(many)) == {
+        "alice": ["m0", "m1", "m2"],
+        "bob": [],
+    }
+    assert await alice.changed_since("alice", 0, 2) is None  # more than the limit
+    assert await alice.changed_since("ghost", 0, 10) == []
+
+
+async def test_statuses_are_read_by_appointment_and_by_remote_id(alice: SqliteStore) -> None:
+    rows = [SyncStatus("alice", f"a{n}", "o365", f"r{n}", "v1", "h", "h") for n in range(4)]
+    async with alice.transaction("sync:o365") as tx:
+        await tx.put_statuses(rows)
+        await tx.put_status(SyncStatus("alice", "a0", "phones", "r0", "v1", "h", "h"))
+        assert [
+            s.appointment_id for s in await tx.get_statuses("alice", "o365", remote_ids=["r3"])
+        ] == ["a3"]
+    assert await alice.has_status("alice", "o365")
+    assert not await alice.has_status("alice", "gmail")
+    found = await alice.get_statuses(
+        "alice", "o365", appointment_ids=["a0", "a2", "nope"], remote_ids=["r2", "r1"]
+    )
+    assert [(s.appointment_id, s.account) for s in found] == [
+        ("a0", "o365"),
+        ("a1", "o365"),
+        ("a2", "o365"),
+    ]
+    assert await alice.get_statuses("alice", "o365") == []
+
+
 async def test_hub_seq_moves_with_the_transaction(alice: SqliteStore) -> None:
     start = await alice.get_hub_seq("alice")
     assert start is not None

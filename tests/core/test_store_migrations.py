@@ -117,6 +117,11 @@ async def test_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
         assert [a.id for a in await store.list_appointments(group_id="g1")] == ["a2"]
         # Migration 3: every agent starts its change counter at 0.
         assert [await store.get_hub_seq(a) for a in ("alice", "bob", "carol")] == [0, 0, 0]
+        # Migration 10: every appointment (and pair) is stamped at its agent's counter: a pass
+        # whose last clean pass saw an older counter reads them all, one that saw this none.
+        assert await store.changed_since("alice", -1, 10) == ["a1"]
+        assert await store.changed_since("bob", -1, 10) == ["a2"]
+        assert await store.changed_since("alice", 0, 10) == []
 
         # The new schema works for writes.
         async with store.transaction("api") as tx:
@@ -134,6 +139,8 @@ async def test_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
         assert moved is not None and moved.version == 4
         # ... and its triggers count them, per agent.
         assert [await store.get_hub_seq(a) for a in ("alice", "bob", "carol")] == [1, 1, 0]
+        assert await store.changed_since("alice", 0, 10) == ["a1"]
+        assert await store.changed_since("bob", 0, 10) == ["a3"]
         assert {
             "hub_seq_agents_update",
             "hub_seq_appointments_insert",
