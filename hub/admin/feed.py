@@ -16,7 +16,7 @@ the next change (see that module).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import partial
 from wsgiref.handlers import format_date_time
@@ -28,6 +28,7 @@ from hub.admin.auth import FEED_ROUTE, bearer, check_admin, tokens_match, unauth
 from hub.admin.context import AdminContext, hub_of
 from hub.admin.errors import ApiError
 from hub.admin.feed_cache import CachedFeed, FeedKey, etag_matches, feed_etag
+from hub.admin.feed_events import EMPTY, FeedEvents, Place, in_window, place
 from hub.admin.validation import query, query_span
 from hub.admin.views import EventRenderer
 from hub.config import HubSettings
@@ -36,6 +37,12 @@ from hub.model import Agent, Appointment, Request
 from hub.render import render_event
 
 routes = web.RouteTableDef()
+
+# More changed events than this since the cached version: render the whole feed again (one
+# list query) rather than fetching them by id.
+INCREMENTAL_LIMIT = 2000
+# Up to this many events are rendered on the event loop; more go to a worker thread.
+INLINE_EVENTS = 50
 
 
 _BAD_FEED_TOKEN = "bad feed token"
@@ -83,9 +90,11 @@ async def feed(request: web.Request) -> web.Response:
     if _not_modified(request, etag, cached):
         return web.Response(status=304, headers=_headers(agent, etag, cached))
     if cached is None:
-        cached = await _render(hub, agent, start, end, seq, key, now, etag)
-        hub.feeds.put(key, cached)
-    return web.Response(body=cached.body, headers=_headers(agent, etag, cached))
+        cached = await hub.feeds.fresh(
+            key, seq, partial(_render, hub, agent, start, end, seq, key, now, etag)
+        )
+    # A rendering in flight may have been of a newer version: the body then goes with its tag.
+    return web.Response(body=cached.body, headers=_headers(agent, cached.etag, cached))
 
 
 def _not_modified(request: web.Request, etag: str, cached: CachedFeed | None) -> bool:
@@ -119,39 +128,57 @@ async def _render(
     hub: AdminContext, agent: Agent, start: datetime | None, end: datetime | None, seq: int,
     key: FeedKey, now: datetime, etag: str,
 ) -> CachedFeed:  # fmt: skip
-    """Version ``seq`` of the feed ``key``, re-rendering only the events that differ from
-    the feed's previous version."""
-    appts = await hub.store.list_appointments(agent_id=agent.id, start=start, end=end)
-    renderer = EventRenderer(hub.store, hub.config.hub, [agent])
-    await renderer.preload(appts)
-    sources = [(appt, await renderer.request(appt.request_id)) for appt in appts]
+    """Version ``seq`` of the feed ``key``: the version before with the events the store
+    reports changed since then rendered again, or every event when there is no version
+    before of this agent (or too much changed)."""
     before = hub.feeds.previous(key)
-    kept = before.events if before is not None and before.agent == agent else {}
+    base = before.events if before is not None and before.agent == agent else None
+    changed = None
+    # A lower counter than the version before's: the agent was deleted and made again.
+    if before is not None and base is not None and before.seq <= seq:
+        changed = await hub.store.changed_since(agent.id, before.seq, INCREMENTAL_LIMIT)
     last_modified, unique = hub.feeds.stamp(key, now)
-    # Rendering and serialising thousands of events is CPU work: keep it off the event loop.
-    body, events = await anyio.to_thread.run_sync(
-        partial(_feed_text, agent, sources, kept, hub.config.hub), limiter=hub.render_limiter
-    )
+    if base is None or changed is None:
+        appts = await hub.store.list_appointments(agent_id=agent.id, start=start, end=end)
+        events = await _rendered(hub, agent, appts, EMPTY, ())
+    else:
+        found = await hub.store.get_appointments(changed, include_deleted=True)
+        shown = [a for a in found.values() if a.agent_id == agent.id and in_window(a, start, end)]
+        events = await _rendered(hub, agent, shown, base, changed)
+    body = assemble_feed(feed_head(agent), events.in_order())
     return CachedFeed(seq, etag, last_modified, body, unique, agent, events)
 
 
-def _feed_text(
+async def _rendered(
+    hub: AdminContext,
     agent: Agent,
-    sources: Sequence[tuple[Appointment, Request | None]],
-    kept: Mapping[str, tuple[object, bytes]],
-    settings: HubSettings,
-) -> tuple[bytes, dict[str, tuple[object, bytes]]]:
-    """The feed's text and its events' texts; an event rendered from the same appointment
-    and request as in ``kept`` keeps its text (and with it its older DTSTAMP)."""
+    appts: Sequence[Appointment],
+    before: FeedEvents,
+    changed: Sequence[str],
+) -> FeedEvents:
+    """``before`` with the ids ``changed`` taken out and ``appts`` rendered in."""
+    renderer = EventRenderer(hub.store, hub.config.hub, [agent])
+    await renderer.preload(appts)
+    sources = [(appt, await renderer.request(appt.request_id)) for appt in appts]
+    work = partial(_event_texts, agent, sources, hub.config.hub)
+    if len(sources) <= INLINE_EVENTS:
+        texts = work()
+    else:  # thousands of events are CPU work: keep it off the event loop
+        texts = await anyio.to_thread.run_sync(work, limiter=hub.render_limiter)
+    if not changed:
+        return FeedEvents.of(texts.values())
+    changes: dict[str, tuple[Place, bytes] | None] = dict.fromkeys(changed)
+    changes.update(texts)
+    return before.evolve(changes)
+
+
+def _event_texts(
+    agent: Agent, sources: Sequence[tuple[Appointment, Request | None]], settings: HubSettings
+) -> dict[str, tuple[Place, bytes]]:
+    """Each appointment's place in the feed and event text, by id."""
     stamp = feed_stamp()
-    events: dict[str, tuple[object, bytes]] = {}
+    texts = {}
     for appt, request in sources:
-        source = (appt, request)
-        old = kept.get(appt.id)
-        if old is not None and old[0] == source:
-            events[appt.id] = old
-        else:
-            data = render_event(appt, agent, request, settings)
-            events[appt.id] = (source, event_text(appt, data, stamp))
-    body = assemble_feed(feed_head(agent), (text for _, text in events.values()))
-    return body, events
+        data = render_event(appt, agent, request, settings)
+        texts[appt.id] = (place(appt), event_text(appt, data, stamp))
+    return texts

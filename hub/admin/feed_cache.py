@@ -6,8 +6,10 @@ every change to the agent, its appointments, their approvals, requests and sync 
 window served and the settings that shape the rendering. :func:`feed_etag` turns these into
 an entity tag, so an unchanged feed is answered 304 from one counter read, with nothing
 listed or rendered; :class:`FeedCache` keeps each rendered feed until its counter moves, so a
-changed feed is rendered once however many subscribers fetch it, and then only the events
-that differ from the version before are rendered again.
+changed feed is rendered once however many subscribers fetch it (one rendering of a feed at
+a time: the others wait for it, see :meth:`FeedCache.fresh`), and then only the events the
+store reports changed since the version before are rendered again
+(:mod:`hub.admin.feed_events`).
 
 The tag is weak (``W/``): two renderings of one version differ in their ``DTSTAMP`` only.
 It is the same for every caller of the feed (bearer or feed token): what a feed shows does
@@ -16,13 +18,16 @@ not depend on who asks, and the caller is authorised before any tag is compared.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 from collections import OrderedDict
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from hub import __version__
+from hub.admin.feed_events import FeedEvents
 from hub.config import HubSettings
 from hub.model import Agent
 
@@ -52,15 +57,15 @@ class CachedFeed:
     # version before it was not known (evicted, or a restart), as it may have been rendered
     # in the same second. If-Modified-Since then needs a later time to answer 304.
     unique_time: bool = True
-    # Each event's text by appointment id, with what it was rendered from (the agent, the
-    # appointment, its request): the next version of the feed renders only what differs.
+    # The agent it was rendered for and each event's text: the next version of the feed
+    # renders only the events changed since ``seq``, unless the agent changed too.
     agent: Agent | None = None
-    events: Mapping[str, tuple[object, bytes]] = field(default_factory=dict)
+    events: FeedEvents | None = None
 
     @property
     def size(self) -> int:
-        """Bytes held: the body and, about as much again, the events' texts."""
-        return 2 * len(self.body) if self.events else len(self.body)
+        """Bytes held: the body and the events' texts."""
+        return len(self.body) + (self.events.size if self.events is not None else 0)
 
 
 def _rendering(settings: HubSettings) -> str:
@@ -104,6 +109,7 @@ class FeedCache:
         self.max_bytes = max_bytes
         self._feeds: OrderedDict[FeedKey, CachedFeed] = OrderedDict()
         self._bytes = 0
+        self._rendering: dict[FeedKey, asyncio.Future[None]] = {}
 
     def get(self, key: FeedKey, seq: int) -> CachedFeed | None:
         """The cached feed ``key`` if it is still version ``seq``."""
@@ -112,6 +118,33 @@ class FeedCache:
             return None
         self._feeds.move_to_end(key)
         return found
+
+    async def fresh(
+        self, key: FeedKey, seq: int, render: Callable[[], Awaitable[CachedFeed]]
+    ) -> CachedFeed:
+        """Version ``seq`` of ``key`` or a newer one: cached, else made by ``render`` (and
+        cached). One rendering of a feed at a time: a request that finds one in flight waits
+        for it rather than rendering the same thousands of events again beside it, and its
+        rendering then starts from that newer version."""
+        while True:
+            found = self._feeds.get(key)
+            if found is not None and found.seq >= seq:
+                self._feeds.move_to_end(key)
+                return found
+            pending = self._rendering.get(key)
+            if pending is None:
+                break
+            await asyncio.shield(pending)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._rendering[key] = done
+        try:
+            feed = await render()
+            self.put(key, feed)
+            return feed
+        finally:
+            del self._rendering[key]
+            with contextlib.suppress(asyncio.InvalidStateError):
+                done.set_result(None)
 
     def previous(self, key: FeedKey) -> CachedFeed | None:
         """The feed ``key`` as last rendered, whatever its version (its events' texts are
