@@ -261,6 +261,9 @@ class PassResult:
     # needs-attention: "account" when the whole account is refused (one alert for all its
     # agents), "agent" when only this agent's mailbox or calendar is
     scope: str = ""
+    # How much of the hub the pass read: "" (it ended before), "none" (the quiet path),
+    # "changes" (what changed since the last clean pass) or "calendar" (the whole window)
+    hub_read: str = ""
 
     @property
     def ok(self) -> bool:

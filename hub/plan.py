@@ -158,6 +158,12 @@ class Plan:
         """Every action's label (tests and counts)."""
         return [a.label for a in (*self.hub, *self.remote_deletes, *self.pushes)]
 
+    def appointment_ids(self) -> set[str]:
+        """The hub ids the actions concern (the stray remote deletes have none)."""
+        ids = {a.appointment_id for a in (*self.hub, *self.pushes)}
+        ids.update(a.appointment_id for a in self.remote_deletes if a.appointment_id)
+        return ids
+
     def conflicts(self) -> list[Conflict]:
         return [
             a.conflict

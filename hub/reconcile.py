@@ -140,7 +140,8 @@ def _relevant(status: SyncStatus, inp: ReconcileInput, touched: set[str]) -> boo
     )
 
 
-def _touched_remote_ids(fetch: FetchResult) -> set[str]:
+def touched_remote_ids(fetch: FetchResult) -> set[str]:
+    """The remote ids a fetch reported anything about (changed, deleted, left, unreadable)."""
     return (
         {e.remote_id for e in fetch.changed}
         | set(fetch.deleted)
@@ -157,7 +158,7 @@ def wanted_appointment_ids(
 ) -> set[str]:
     """Appointment ids the engine must load besides the window's: those of status rows that
     matter this pass and those named by fetched hub tags."""
-    touched = _touched_remote_ids(fetch)
+    touched = touched_remote_ids(fetch)
     ids = {
         s.appointment_id
         for s in statuses
@@ -249,7 +250,7 @@ class _Reconciler:
         self.gone: set[str] = set(fetch.deleted)
         self.left: set[str] = set(fetch.left_window)
         self.bad: set[str] = {s.remote_id for s in fetch.skipped}
-        self.touched = _touched_remote_ids(fetch)
+        self.touched = touched_remote_ids(fetch)
         self.statuses = [s for s in inp.statuses if _relevant(s, inp, self.touched)]
         self.by_remote: dict[str, SyncStatus] = {
             s.remote_id: s for s in inp.statuses if s.remote_id and s.state != CREATING
@@ -944,5 +945,6 @@ __all__ = [
     "reconcile",
     "sanitize_external",
     "status_in_window",
+    "touched_remote_ids",
     "wanted_appointment_ids",
 ]

@@ -17,7 +17,13 @@
 - the quiet path: when the last pass was clean (nothing skipped or left for later), the
   agent's hub change counter (:meth:`hub.store.base.Store.get_hub_seq`) and the settings are
   what that pass saw, and the incremental fetch reports nothing, neither side changed: the
-  pass stores the new cursor (if any) and skips reading the hub and reconciling.
+  pass stores the new cursor (if any) and skips reading the hub and reconciling;
+- the change pass: after a clean pass with the same settings and cursor, a pass that finds
+  something new reads only the appointments stamped since (``hub_changes``, see
+  :meth:`hub.store.base.Store.changed_since`), the events the delta reported and the status
+  rows of both, by key, and reconciles those: its cost follows the change, not the calendar.
+  Anything else (a first pass, a full listing, changed settings, an unfinished last pass, more
+  than ``changes_limit`` changes) reconciles the whole window.
 
 A pass reads through :class:`hub.sync_read.PassReader` (nothing there writes), decides with
 the pure :func:`hub.reconcile.reconcile`, and writes through
@@ -41,13 +47,14 @@ from hub.backoff import RetryPolicy, Sleep, retry
 from hub.boundary import guard
 from hub.config import HubSettings
 from hub.metrics import Metrics
-from hub.model import Agent, CalendarState, PassResult, SyncStatus
+from hub.model import Agent, Appointment, CalendarState, PassResult, SyncStatus
 from hub.plan import Plan
 from hub.reconcile import (
     CREATING,
     STALE,
     ReconcileInput,
     reconcile,
+    touched_remote_ids,
 )
 from hub.spec import (
     AttentionNeeded,
@@ -56,6 +63,7 @@ from hub.spec import (
     NotFoundError,
     Provider,
     ProviderError,
+    RemoteEvent,
     TransientError,
 )
 from hub.store.base import Store
@@ -74,6 +82,9 @@ WINDOW_DAY = "window_day"  # stats key: the first day of the window the cursor w
 MAILBOX = "mailbox"  # stats key: a digest of the mailbox address the cursor was taken for
 CLEAN_SEQ = "clean_hub_seq"  # stats key: the agent's hub_seq after the last clean pass
 SETTINGS_HASH = "settings_hash"  # stats key: fingerprint of what that pass rendered with
+# Changed appointments beyond which a change pass reads the whole window instead: past this
+# many, one range read costs less than the lookups by key.
+CHANGES_LIMIT = 500
 
 
 def _persisted(state: CalendarState | None) -> tuple[Any, ...] | None:
@@ -125,6 +136,7 @@ class AgentSync:
         sleep: Sleep | None = None,
         retry_policy: RetryPolicy | None = None,
         rng: random.Random | None = None,
+        changes_limit: int = CHANGES_LIMIT,
     ) -> None:
         self.store = store
         # Every call goes through the boundary: flags, error translation, telemetry.
@@ -136,6 +148,9 @@ class AgentSync:
         self.sleep: Sleep = sleep or anyio.sleep
         self.retry_policy = retry_policy or RetryPolicy()
         self.rng = rng or random.Random()
+        # Changed appointments a change pass takes on; 0: every pass that is not quiet
+        # reads the whole calendar.
+        self.changes_limit = changes_limit
         self.origin = f"sync:{account_name}"
 
     # ------------------------------------------------------------------ the pass
@@ -254,12 +269,33 @@ class _Pass(PassScope):
         # counter past the value this pass records.
         self.write.seq = await self.store.get_hub_seq(self.agent.id)
         fetch: FetchResult | None = None
-        if self._quiet_possible():
+        since = self._clean_base()
+        if since is not None:
             fetch = await self.read.fetch(self.state.cursor)
-            if _quiet(fetch):
+            if since == self.write.seq and _quiet(fetch):
+                result.hub_read = "none"
                 self._take_cursor(fetch)
                 self.clean_seq = self.write.seq
                 return
+            limit = self.engine.changes_limit
+            if (
+                limit > 0
+                and not fetch.full
+                and (
+                    await self.store.has_status(self.agent.id, self.account)
+                    or not self.state.stats.get(PAIRS)
+                )
+            ):
+                changed = await self.store.changed_since(self.agent.id, since, limit)
+                if changed is not None:
+                    result.hub_read = "changes"
+                    await self._changes_pass(result, fetch, changed)
+                    return
+        result.hub_read = "calendar"
+        await self._calendar_pass(result, fetch)
+
+    async def _calendar_pass(self, result: PassResult, fetch: FetchResult | None) -> None:
+        """Reconcile the whole window: every appointment and status row of the agent."""
         if self._target_changed():
             await self._forget_old_target()
         statuses = await self.store.list_status(self.agent.id, self.account)
@@ -268,7 +304,74 @@ class _Pass(PassScope):
         if fetch is None or (not usable and not fetch.full):
             fetch = await self.read.fetch(self.state.cursor if usable else None)
         appts = await self.read.hub.load(statuses, fetch, ())
-        inp = ReconcileInput(
+        inp = await self._input(appts, statuses, fetch)
+        inp = replace(inp, status_lost=not statuses and bool(self.state.stats.get(PAIRS)))
+        plan = reconcile(inp)
+        if plan.needs_lookup and not plan.stop:
+            looked_up, found, extra = await self._look_up(plan)
+            appts = await self.read.hub.load(statuses, fetch, extra, appts)
+            plan = reconcile(await self._input(appts, statuses, fetch, inp, looked_up, found))
+        if not await self._apply(result, plan):
+            return
+        if not plan.empty:
+            statuses = await self.store.list_status(self.agent.id, self.account)
+        self._advance(fetch, plan, bool(statuses))
+        if self._clean(statuses):
+            self.clean_seq = self.write.seq
+
+    async def _changes_pass(
+        self, result: PassResult, fetch: FetchResult, changed: Sequence[str]
+    ) -> None:
+        """Reconcile only what changed on either side since the last clean pass: the
+        appointments stamped since (see :meth:`hub.store.base.Store.changed_since`) and the
+        events the delta reported. Every other pair was synced then and nothing touched it
+        since, so the whole-window reconcile would decide nothing about it."""
+        part = await self.read.hub.load_changes(self.account, changed, fetch)
+        self.write.statuses = {s.appointment_id: s for s in part.statuses}
+        inp = await self._input(part.appointments, part.statuses, fetch)
+        plan = reconcile(inp)
+        if plan.needs_lookup and not plan.stop:
+            looked_up, found, extra = await self._look_up(plan)
+            part = await self.read.hub.load_changes(self.account, changed, fetch, extra, part)
+            self.write.statuses = {s.appointment_id: s for s in part.statuses}
+            inp = await self._input(part.appointments, part.statuses, fetch, inp, looked_up, found)
+            plan = reconcile(inp)
+        if not await self._apply(result, plan):
+            return
+        statuses = part.statuses
+        if not plan.empty:
+            statuses = await self.store.get_statuses(
+                self.agent.id,
+                self.account,
+                appointment_ids=part.asked | plan.appointment_ids(),
+                remote_ids=touched_remote_ids(fetch),
+            )
+        pairs = bool(statuses) or await self.store.has_status(self.agent.id, self.account)
+        self._advance(fetch, plan, pairs)
+        if self._clean(statuses):
+            self.clean_seq = self.write.seq
+
+    async def _input(
+        self,
+        appts: dict[str, Appointment],
+        statuses: Sequence[SyncStatus],
+        fetch: FetchResult,
+        first: ReconcileInput | None = None,
+        looked_up: dict[str, RemoteEvent | None] | None = None,
+        found: dict[str, RemoteEvent] | None = None,
+    ) -> ReconcileInput:
+        """The reconcile's input; a re-plan (``first`` given) adds the lookups' answers."""
+        render = await self.read.hub.renderer(appts.values())
+        if first is not None:
+            return replace(
+                first,
+                appointments=appts,
+                statuses=statuses,
+                render=render,
+                looked_up=looked_up,
+                found=found,
+            )
+        return ReconcileInput(
             agent=self.agent,
             account=self.account,
             window=self.window,
@@ -276,54 +379,51 @@ class _Pass(PassScope):
             appointments=appts,
             statuses=statuses,
             fetch=fetch,
-            render=await self.read.hub.renderer(appts.values()),
+            render=render,
             import_external=self.import_on,
             conflict=self.settings.conflict,
             remote_delete=self.settings.remote_delete,
             allow_empty=self.allow_empty or self.state.allow_empty_once,
             read_only=self.provider.read_only,
-            status_lost=not statuses and bool(self.state.stats.get(PAIRS)),
         )
-        plan = reconcile(inp)
-        if plan.needs_lookup and not plan.stop:
-            looked_up = await self.read.get(plan.get)
-            found = await self.read.find(plan.find)
-            extra = [e for e in (*looked_up.values(), *found.values()) if e is not None]
-            appts = await self.read.hub.load(statuses, fetch, extra, appts)
-            inp = replace(
-                inp,
-                appointments=appts,
-                render=await self.read.hub.renderer(appts.values()),
-                looked_up=looked_up,
-                found=found,
-            )
-            plan = reconcile(inp)
+
+    async def _look_up(
+        self, plan: Plan
+    ) -> tuple[dict[str, RemoteEvent | None], dict[str, RemoteEvent], list[RemoteEvent]]:
+        """Ask the provider what the plan needs to know; the events found, as a list too."""
+        looked_up = await self.read.get(plan.get)
+        found = await self.read.find(plan.find)
+        extra = [e for e in (*looked_up.values(), *found.values()) if e is not None]
+        return looked_up, found, extra
+
+    async def _apply(self, result: PassResult, plan: Plan) -> bool:
+        """Carry the plan out; False when it stopped instead."""
         for skip in plan.skipped:
             self.tally.skip(skip.item, skip.reason)
         if plan.stop:
             result.result, result.error = "stopped", plan.stop
             # Drop the cursor: a delta from it would report the deletes the stop refused.
             self.state.cursor = None
-            return
+            return False
         await self.write.apply(plan)
-        if not plan.empty:
-            statuses = await self.store.list_status(self.agent.id, self.account)
-        self._advance(fetch, plan, statuses)
-        if self._clean(statuses):
-            self.clean_seq = self.write.seq
+        return True
 
-    def _quiet_possible(self) -> bool:
-        """Whether the hub side is exactly what the last clean pass left (see the module
-        docstring): then only the provider can have something new."""
+    def _clean_base(self) -> int | None:
+        """The hub_seq the last clean pass recorded, when this pass may build on it: the
+        settings and the cursor are what that pass used (see the module docstring)."""
         stats = self.state.stats
-        return (
-            self.write.seq is not None
-            and stats.get(CLEAN_SEQ) == self.write.seq
-            and stats.get(SETTINGS_HASH) == self.engine.fingerprint(self.agent)
-            and self.state.last_result == "ok"
-            and not (self.allow_empty or self.state.allow_empty_once)
-            and self._cursor_trusted()
-        )
+        seq = stats.get(CLEAN_SEQ)
+        if (
+            self.write.seq is None
+            or not isinstance(seq, int)
+            or stats.get(SETTINGS_HASH) != self.engine.fingerprint(self.agent)
+            or self.state.last_result != "ok"
+            or self.allow_empty
+            or self.state.allow_empty_once
+            or not self._cursor_trusted()
+        ):
+            return None
+        return seq
 
     def _clean(self, statuses: Sequence[SyncStatus]) -> bool:
         """Whether this pass left nothing for the next one to finish: no skipped item, no
@@ -389,7 +489,7 @@ class _Pass(PassScope):
             self.state.cursor_at = self.now
         self.tally.notices.extend(fetch.notices)
 
-    def _advance(self, fetch: FetchResult, plan: Plan, statuses: Sequence[SyncStatus]) -> None:
+    def _advance(self, fetch: FetchResult, plan: Plan, pairs: bool) -> None:
         state = self.state
         self._take_cursor(fetch)
         state.account = self.account
@@ -399,7 +499,7 @@ class _Pass(PassScope):
         state.stats[MAILBOX] = _mailbox_key(self.agent.email)
         if plan.used_empty_override:
             state.allow_empty_once = False
-        state.stats[PAIRS] = int(bool(statuses))
+        state.stats[PAIRS] = int(pairs)
 
 
 __all__ = ["AgentSync"]

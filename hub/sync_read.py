@@ -7,12 +7,13 @@ on, and :mod:`hub.sync_apply` carries the decision out.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from hub.config import HubSettings
 from hub.model import Agent, Appointment, Request, SyncStatus
-from hub.reconcile import wanted_appointment_ids
+from hub.reconcile import touched_remote_ids, wanted_appointment_ids
 from hub.render import render_event
 from hub.spec import (
     CursorInvalid,
@@ -30,6 +31,16 @@ if TYPE_CHECKING:
     from hub.sync import AgentSync
 
 FIND_CHUNK = 50  # hub ids per provider.find call
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeSet:
+    """The part of an agent's calendar a change pass reads: appointments by id, their status
+    rows (ordered by appointment id), and every appointment id already asked for."""
+
+    appointments: dict[str, Appointment]
+    statuses: list[SyncStatus]
+    asked: set[str]
 
 
 class HubReader:
@@ -67,6 +78,38 @@ class HubReader:
             found = await self.store.get_appointments(missing, include_deleted=True)
             have.update((appt_id, found[appt_id]) for appt_id in sorted(found))  # stable order
         return have
+
+    async def load_changes(
+        self,
+        account: str,
+        changed: Iterable[str],
+        fetch: FetchResult,
+        extra: Sequence[RemoteEvent] = (),
+        have: ChangeSet | None = None,
+    ) -> ChangeSet:
+        """What a change pass reconciles: the appointments stamped since the last clean pass
+        (``changed``) and those the fetched events name by hub id, the status rows of both
+        and of the fetched remote ids, and every appointment those rows name. Each lookup is
+        by key: the cost follows the change, not the calendar."""
+        ids = set(changed) | {e.hub_id for e in (*fetch.changed, *extra) if e.hub_id}
+        remote_ids = touched_remote_ids(fetch) | {e.remote_id for e in extra}
+        appts = dict(have.appointments) if have else {}
+        statuses = {s.appointment_id: s for s in have.statuses} if have else {}
+        asked = set(statuses) | (have.asked if have else set())
+        new_ids = ids - asked
+        if new_ids or remote_ids:
+            rows = await self.store.get_statuses(
+                self.agent.id, account, appointment_ids=new_ids, remote_ids=remote_ids
+            )
+            for row in rows:
+                statuses.setdefault(row.appointment_id, row)
+        ids |= set(statuses)
+        missing = ids - set(appts)
+        if missing:
+            found = await self.store.get_appointments(missing, include_deleted=True)
+            appts.update((appt_id, found[appt_id]) for appt_id in sorted(found))
+        ordered = [statuses[k] for k in sorted(statuses)]
+        return ChangeSet(appts, ordered, asked | ids)
 
     async def renderer(self, appts: Iterable[Appointment]) -> Callable[[Appointment], EventData]:
         # Kept on the reader: the re-plan after a lookup reads only the requests it adds.

@@ -88,7 +88,7 @@ from hub.spec import (
 )
 from hub.store.postgres import PgStore
 from hub.store.sqlite import SqliteStore
-from hub.sync import AgentSync
+from hub.sync import CHANGES_LIMIT, CLEAN_SEQ, AgentSync
 from hub.testing.memory import MemoryProvider, MemoryServer, SimulatedCrash, StoredEvent
 from hub.window import sync_window
 from tests import pgserver
@@ -255,6 +255,7 @@ class SyncMachine(RuleBasedStateMachine):
             sleep=self._sleep,
             retry_policy=RETRY,
             rng=self.rng,
+            changes_limit=self.changes_limit,
         )
 
     async def _pass(self, agent_id: str, allow_empty: bool = False) -> PassResult:
@@ -297,10 +298,17 @@ class SyncMachine(RuleBasedStateMachine):
         conflict=st.sampled_from(list(ConflictPolicy)),
         remote_delete=st.sampled_from(list(RemoteDelete)),
         import_external=st.booleans(),
+        # The default, one (most change passes fall back to the whole calendar), or none.
+        changes_limit=st.sampled_from([CHANGES_LIMIT, 1, 0]),
     )
     def setup(
-        self, conflict: ConflictPolicy, remote_delete: RemoteDelete, import_external: bool
+        self,
+        conflict: ConflictPolicy,
+        remote_delete: RemoteDelete,
+        import_external: bool,
+        changes_limit: int = CHANGES_LIMIT,
     ) -> None:
+        self.changes_limit = changes_limit
         self.settings = HubSettings(
             conflict=conflict, remote_delete=remote_delete, import_external=import_external
         )
@@ -704,6 +712,7 @@ class SyncMachine(RuleBasedStateMachine):
         self.run(self._quiesce)
         self.run(self._check_invariants)
         self.run(self._check_no_change_pass)
+        self.run(self._check_whole_calendar_finds_nothing)
         self.ledger.settled(self.run(self._alive))
 
     async def _alive(self) -> set[str]:
@@ -843,6 +852,20 @@ class SyncMachine(RuleBasedStateMachine):
         assert await self._audit_count() == audits
         assert {a: await self.store.list_status(a, ACCOUNT) for a in AGENTS} == statuses
         assert await self.store.list_calendar_states() == states
+
+    async def _check_whole_calendar_finds_nothing(self) -> None:
+        """Change passes read only what was stamped since the last clean pass: a pass over
+        the whole calendar must find nothing they left undone."""
+        assert self.store is not None
+        for agent_id in AGENTS:
+            state = await self.store.get_calendar_state(agent_id)
+            assert state is not None and CLEAN_SEQ in state.stats, state
+            async with self.store.transaction("test") as tx:
+                stats = {k: v for k, v in state.stats.items() if k != CLEAN_SEQ}
+                await tx.put_calendar_state(replace(state, stats=stats))
+            result = await self._pass(agent_id)
+            assert result.result == "ok" and result.hub_read == "calendar", result
+            assert {k: v for k, v in result.counts.items() if k != "skipped"} == {}, result
 
 
 @pytest.mark.parametrize("backend", pgserver.BACKENDS)

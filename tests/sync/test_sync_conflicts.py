@@ -201,18 +201,32 @@ async def test_hub_edit_made_during_a_pass_is_not_overwritten(bench: Bench) -> N
     appt = await bench.add(at(1), kind=Kind.MANUAL, subject="Visit")
     await bench.sync()
     bench.server.move(bench.cal, bench.remote_of(appt.id).remote_id, at(2), at(2, 11))
-    original = bench.store.list_appointments
+    store = bench.store
+    originals = {
+        "list_appointments": store.list_appointments,
+        "get_appointments": store.get_appointments,
+    }
+    edited: list[bool] = []
 
-    async def list_then_edit(**filters):  # type: ignore[no-untyped-def]
-        listed = await original(**filters)
-        await bench.edit(appt.id, note="edited through the API meanwhile")
-        return listed
+    def read_then_edit(name: str):  # type: ignore[no-untyped-def]
+        async def read(*args, **filters):  # type: ignore[no-untyped-def]
+            found = await originals[name](*args, **filters)
+            if not edited:
+                edited.append(True)
+                await bench.edit(appt.id, note="edited through the API meanwhile")
+            return found
 
-    # The API edit lands after the pass read the hub side and before it writes.
-    bench.store.list_appointments = list_then_edit  # type: ignore[method-assign]
+        return read
+
+    # The API edit lands after the pass read the hub side (by range in a whole-calendar
+    # pass, by id in a change pass) and before it writes.
+    for name in originals:
+        setattr(store, name, read_then_edit(name))
     result = await bench.sync()
-    bench.store.list_appointments = original  # type: ignore[method-assign]
+    for name, method in originals.items():
+        setattr(store, name, method)
 
+    assert edited and result.hub_read == "changes"
     assert result.counts.get("replan") == 1 and "flow-back" not in result.counts
     stored = await bench.get(appt.id)
     assert stored is not None

@@ -1,6 +1,8 @@
-"""The quiet path: a pass over an unchanged calendar after a clean pass reads no hub rows and
-writes nothing, and every kind of change since (hub, settings, agent, remote, an unfinished
-pass) makes the next pass reconcile in full and carry the change out."""
+"""The quiet path and the change pass: a pass over an unchanged calendar after a clean pass
+reads no hub rows and writes nothing; a change on either side since (a hub edit, a request,
+a remote edit) makes the next pass read only what changed, by key; a change of what every
+event is rendered with (settings, the agent) or an unfinished pass makes it reconcile the
+whole calendar. Each carries the change out."""
 
 from __future__ import annotations
 
@@ -54,7 +56,16 @@ class CountingStore:
 
     @property
     def reads(self) -> int:
-        return self.calls["list_appointments"] + self.calls["list_status"]
+        """Reads of hub rows (the counter and the calendar state aside)."""
+        return sum(self.calls[name] for name in (*WHOLE_READS, *KEYED_READS))
+
+    @property
+    def whole_reads(self) -> int:
+        return sum(self.calls[name] for name in WHOLE_READS)
+
+
+WHOLE_READS = ("list_appointments", "list_status")  # the whole calendar, by range
+KEYED_READS = ("changed_since", "get_statuses", "get_appointments", "has_status")
 
 
 @pytest.fixture
@@ -85,14 +96,30 @@ async def settled(bench: Bench) -> str:
 
 
 async def assert_full(bench: Bench, **settings: Any) -> PassResult:
-    """The next pass reads the hub and reconciles; once the echo of its own pushes came
-    back (the pass after it), the calendar is quiet again."""
+    """The next pass reads the whole calendar and reconciles; once the echo of its own
+    pushes came back (the pass after it), the calendar is quiet again."""
     result, store = await counted_pass(bench, **settings)
+    assert result.hub_read == "calendar"
     assert store.calls["list_appointments"] >= 1 and store.calls["list_status"] >= 1
-    await counted_pass(bench, **settings)
-    _, after = await counted_pass(bench, **settings)
-    assert after.reads == 0, "a settled calendar should go back to the quiet path"
+    await settle(bench, **settings)
     return result
+
+
+async def assert_changes(bench: Bench, **settings: Any) -> PassResult:
+    """The next pass reads only what changed, by key (never a range of the calendar), and
+    reconciles it; then the calendar is quiet again."""
+    result, store = await counted_pass(bench, **settings)
+    assert result.hub_read == "changes"
+    assert store.calls["changed_since"] == 1 and store.whole_reads == 0
+    await settle(bench, **settings)
+    return result
+
+
+async def settle(bench: Bench, **settings: Any) -> None:
+    await counted_pass(bench, **settings)
+    last, after = await counted_pass(bench, **settings)
+    assert after.reads == 0, "a settled calendar should go back to the quiet path"
+    assert last.hub_read == "none"
 
 
 async def test_no_change_pass_after_a_clean_pass_reads_and_writes_nothing(bench: Bench) -> None:
@@ -136,7 +163,7 @@ async def test_hub_edit_through_the_store_is_pushed(bench: Bench) -> None:
     appt_id = await settled(bench)
     await bench.edit(appt_id, start=at(3), end=at(3, 11))
 
-    result = await assert_full(bench)
+    result = await assert_changes(bench)
 
     assert result.counts.get("update") == 1
     assert bench.remote_of(appt_id).data.start == at(3)
@@ -147,7 +174,7 @@ async def test_request_subject_change_is_pushed(bench: Bench) -> None:
     async with bench.store.transaction("api") as tx:
         await tx.put_request(Request(id="R1", subject="Scanner jammed", customer="ACME"))
 
-    await assert_full(bench)
+    await assert_changes(bench)
 
     assert bench.remote_of(appt_id).data.subject == "[#R1] Scanner jammed"
 
@@ -178,7 +205,7 @@ async def test_remote_change_flows_back_and_the_engine_s_own_write_keeps_it_quie
 
     result, store = await counted_pass(bench)
 
-    assert store.reads >= 1
+    assert result.hub_read == "changes" and store.reads >= 1 and store.whole_reads == 0
     assert result.counts.get("flow-back") == 1, result.counts
     moved = await bench.get(appt_id)
     assert moved is not None and moved.start == at(4)
@@ -196,8 +223,9 @@ async def test_hub_write_during_a_pass_makes_the_next_pass_full(bench: Bench) ->
     async def edit_behind_the_engine() -> None:
         await bench.edit(other, note="Call first")
 
-    # Committed after the engine read the hub, before its own write of the moved event.
-    store.after_read["list_appointments"] = edit_behind_the_engine
+    # Committed after the engine read the hub (a change pass reads by key), before its own
+    # write of the moved event.
+    store.after_read["get_appointments"] = edit_behind_the_engine
     engine = bench.engine()
     engine.store = store  # type: ignore[assignment]
     assert (await engine.run(bench.agent)).result == "ok"
