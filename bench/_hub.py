@@ -1,5 +1,6 @@
 """The hub side shared by the provider benchmarks: agents with appointments in a SqliteStore,
-moving some of them, and one measured scheduler pass per phase."""
+moving some of them, and one measured scheduler pass per phase (the two change phases that
+:func:`_report.pass_cost` fits included)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from _report import Meter, PhaseResult, peak_rss_mb
+from _report import CHANGE_PHASES, Meter, PhaseResult, change_counts, peak_rss_mb
 
 from hub.model import Agent, Appointment, Kind
 from hub.scheduler import Scheduler
@@ -41,9 +42,11 @@ async def populate(store: SqliteStore, agents: int, events: int, account: str) -
     return made
 
 
-async def move_some(store: SqliteStore, agents: list[Agent], per_agent: int) -> int:
-    """Move ``per_agent`` appointments of every agent by an hour; how many moved."""
-    ids = [f"{agent.id}-{i * 37}" for agent in agents for i in range(per_agent)]
+async def move_some(store: SqliteStore, agents: list[Agent], events: int, per_agent: int) -> int:
+    """Move ``per_agent`` of the ``events`` appointments of every agent (as :func:`populate`
+    made them) by an hour; how many moved."""
+    # 37 is prime: distinct appointments for any per_agent <= events not a multiple of 37.
+    ids = [f"{agent.id}-{i * 37 % events}" for agent in agents for i in range(per_agent)]
     shift = timedelta(hours=1)
     async with store.transaction("api") as tx:
         found = await tx.get_appointments(ids)  # one query, not one per appointment
@@ -76,3 +79,22 @@ class PassMeter:
             requests, changed,
         )  # fmt: skip
         return result, after
+
+    async def change_phases(
+        self,
+        scheduler: Scheduler,
+        store: SqliteStore,
+        agents: list[Agent],
+        events: int,
+        handled: int | None = None,
+    ) -> tuple[list[PhaseResult], dict[str, Any]]:
+        """``change_1pct`` and ``change_5pct``: each moves some appointments of every agent
+        in the hub (:func:`change_counts`), then measures the pass that pushes them.
+        ``handled`` is the phases' ``events`` figure (default: the moved ones)."""
+        phases, after = [], {}
+        for phase, per_agent in zip(CHANGE_PHASES, change_counts(events), strict=True):
+            moved = await move_some(store, agents, events, per_agent)
+            count = moved if handled is None else handled
+            result, after = await self.measure(scheduler, phase, count, moved)
+            phases.append(result)
+        return phases, after

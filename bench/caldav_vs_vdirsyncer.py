@@ -3,9 +3,11 @@
 One Radicale collection of N events (default 2,000) is synced to a local store by calhub (the
 real engine, AgentSync with import on, into a SqliteStore) and by vdirsyncer (filesystem
 storage, run as a subprocess with a generated config), in the same run: an initial sync, the
-first no-change re-sync after it, steady no-change re-syncs (median of --repeat), and a pass
-after K events were edited "on a phone". HTTP requests are counted at the server side, from
-Radicale's request log, which also gives the seconds Radicale spent answering them.
+first no-change re-sync after it, steady no-change re-syncs (median of --repeat), a pass
+after K events were edited "on a phone" and one after 5K more were: from calhub's two change
+passes a linear fit gives its fixed CPU per pass and its CPU per changed event. HTTP requests
+are counted at the server side, from Radicale's request log, which also gives the seconds
+Radicale spent answering them.
 
 How it measures: calhub is a long-running service, so its passes run in this (warm) process;
 vdirsyncer is a command, so each of its passes is a new process. Both are reported: its
@@ -29,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -38,6 +40,9 @@ import anyio
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere: the bench imports calhub from the checkout
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _report import fit_cost  # noqa: E402
 
 from hub.config import HubSettings  # noqa: E402
 from hub.model import Agent  # noqa: E402
@@ -64,6 +69,7 @@ class Phase:
     requests: int
     server_s: float  # what Radicale says it spent answering this phase's requests
     inner_s: float  # calhub: inside provider.fetch; vdirsyncer: inside app(), start-up excluded
+    extra: dict[str, object] = field(default_factory=dict)
 
     def record(self) -> dict[str, object]:
         return {
@@ -82,6 +88,7 @@ class Phase:
                 round(self.requests / self.changed, 3) if self.changed else None
             ),
             "events_per_s": round(self.events / self.wall_s, 1) if self.wall_s else None,
+            **self.extra,
         }
 
 
@@ -167,13 +174,15 @@ class Radicale:
         self._out.close()
 
 
-async def edit_on_phone(server: Radicale, count: int, events: int) -> None:
-    """Move ``count`` events by an hour, as a phone would (PUT over HTTP)."""
+async def edit_on_phone(server: Radicale, count: int, events: int, hours: int = 1) -> None:
+    """Move ``count`` events to ``hours`` after their first start, as a phone would (PUT over
+    HTTP)."""
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     auth = aiohttp.encode_basic_auth(USER, PASSWORD)
     async with aiohttp.ClientSession(headers={"Authorization": auth}) as session:
         for i in range(0, events, max(1, events // count))[:count]:
-            body = vevent(i, event_start(i, today) + timedelta(hours=1), f"Event {i} (moved)")
+            start = event_start(i, today) + timedelta(hours=hours)
+            body = vevent(i, start, f"Event {i} (moved {hours} h)")
             url = f"{server.url}{USER}/{CALENDAR}/bench-{i}.ics"
             async with session.put(url, data=body.encode()) as resp:
                 assert resp.status in (201, 204), resp.status
@@ -361,6 +370,10 @@ async def main(events: int, changes: int, repeat: int) -> list[Phase]:
                 await edit_on_phone(server, changes, events)
                 phases.append(await measure_calhub(calhub, server, "change", events, changes))
                 phases.append(await measure_vdirsyncer(vdir, server, "change", events, changes))
+                more = min(events, 5 * changes)
+                await edit_on_phone(server, more, events, hours=2)
+                phases.append(await measure_calhub(calhub, server, "change5", events, more))
+                phases.append(await measure_vdirsyncer(vdir, server, "change5", events, more))
                 stored = len(await calhub.store.list_appointments(agent_id="bench"))
                 local = len(list(vdir.local.glob("*.ics")))
             finally:
@@ -371,7 +384,7 @@ async def main(events: int, changes: int, repeat: int) -> list[Phase]:
     return phases
 
 
-PHASES = ("initial", "first_nochange", "nochange", "change")
+PHASES = ("initial", "first_nochange", "nochange", "change", "change5")
 
 
 def report(
@@ -418,6 +431,12 @@ def report(
             f"  goal (no-change >= 10x faster than vdirsyncer's {label}, <= 2 requests): "
             f"{ratio:.1f}x, {nochange.requests} request(s): {'met' if goal else 'NOT met'}"
         )
+    changed = [by[("calhub", "change")], by[("calhub", "change5")]]
+    cost = fit_cost([(1, p.changed, p.cpu_s) for p in changed])
+    for line in cost.notes():
+        print(f"  calhub {line}")
+    for p in changed:
+        p.extra.update(cost.extra())
     for p in phases:
         print(json.dumps(p.record()))
 

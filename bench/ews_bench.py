@@ -11,7 +11,9 @@ calhub's alone, exchangelib's XML work included) and adds a latency to every req
 * ``echo``: the next pass, where SyncFolderItems reports calhub's own creates back (with the
   ChangeKeys the creates returned, so nothing is read again);
 * ``no_change``: nothing changed anywhere: one SyncFolderItems per agent;
-* ``change_1pct``: 1 % of the appointments moved in the hub: one UpdateItem batch per agent.
+* ``change_1pct``: 1 % of the appointments moved in the hub: one UpdateItem batch per agent;
+* ``change_5pct``: five times as many moved (see ``_report.change_counts``); the two change
+  phases give the fixed CPU per agent pass and the CPU per changed event (a linear fit).
 
     .venv/bin/python bench/ews_bench.py [--agents 100] [--events 200] [--latency-ms 20]
                                         [--threads 8] [--concurrency 8]
@@ -37,8 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere: the bench imports calhub from the checkout
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _hub import PassMeter, move_some, populate  # noqa: E402
-from _report import PhaseResult, report  # noqa: E402
+from _hub import PassMeter, populate  # noqa: E402
+from _report import PhaseResult, pass_cost, report  # noqa: E402
 
 from hub.config import Config, HubSettings  # noqa: E402
 from hub.metrics import Metrics  # noqa: E402
@@ -115,14 +117,12 @@ async def run(args: argparse.Namespace, conn: Connection, options: dict[str, Any
                     raise SystemExit(f"initial: {after['items']} remote items, want {total}")
                 phases.append((await meter.measure(sched, "echo", total, 0))[0])
                 phases.append((await meter.measure(sched, "no_change", 0, 0))[0])
-                moved = await move_some(store, agents, max(1, args.events // 100))
-                before = after["by_operation"]
-                phase, after = await meter.measure(sched, "change_1pct", moved, moved)
-                phases.append(phase)
+                changed, after = await meter.change_phases(sched, store, agents, args.events)
+                phases += changed
         finally:
             await store.close()
     for p in phases:
-        p.extra = {"max_threads": args.threads, "concurrent_passes": args.concurrency}
+        p.extra.update(max_threads=args.threads, concurrent_passes=args.concurrency)
     title = (
         f"exchange_ews: {args.agents} agents x {args.events} events, {args.latency_ms:g} ms per "
         f"request, {args.concurrency} passes at once, {args.threads} EWS worker threads "
@@ -133,6 +133,7 @@ async def run(args: argparse.Namespace, conn: Connection, options: dict[str, Any
         f"peak {after['peak_in_flight']} EWS requests in flight at the server; "
         f"{after['ntlm_handshakes']} NTLM handshakes; {after['invitations']} invitations",
         "requests_per_changed_event of 'initial' is requests per pushed event",
+        *pass_cost(phases),
     ]
     report(title, phases, sys.stdout, notes)
 

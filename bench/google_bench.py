@@ -8,7 +8,9 @@ Phases:
 * ``initial``: first pass of every agent: one full listing, then batches of 50 creates;
 * ``echo``: the next pass reads calhub's own creates back once through the sync token;
 * ``no_change``: nothing changed anywhere: one sync-token listing per agent;
-* ``change_1pct``: 1 % of the appointments moved in the hub: one batch of patches per agent.
+* ``change_1pct``: 1 % of the appointments moved in the hub: one batch of patches per agent;
+* ``change_5pct``: five times as many moved (see ``_report.change_counts``); the two change
+  phases give the fixed CPU per agent pass and the CPU per changed event (a linear fit).
 
     .venv/bin/python bench/google_bench.py [--agents 100] [--events 200] [--latency-ms 20]
 
@@ -33,8 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere: the bench imports calhub from the checkout
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _hub import PassMeter, move_some, populate  # noqa: E402
-from _report import PhaseResult, report  # noqa: E402
+from _hub import PassMeter, populate  # noqa: E402
+from _report import PhaseResult, pass_cost, report  # noqa: E402
 
 from hub.config import Config, HubSettings  # noqa: E402
 from hub.metrics import Metrics  # noqa: E402
@@ -111,9 +113,8 @@ async def run(args: argparse.Namespace, conn: Connection, options: dict[str, Any
                     raise SystemExit(f"initial: {after['events']} remote events, want {total}")
                 phases.append((await bench.measure(sched, "echo", total, 0))[0])
                 phases.append((await bench.measure(sched, "no_change", 0, 0))[0])
-                moved = await move_some(store, agents, max(1, args.events // 100))
-                phase, after = await bench.measure(sched, "change_1pct", moved, moved)
-                phases.append(phase)
+                changed, after = await bench.change_phases(sched, store, agents, args.events)
+                phases += changed
         finally:
             await store.close()
     title = (
@@ -125,6 +126,7 @@ async def run(args: argparse.Namespace, conn: Connection, options: dict[str, Any
         f"{after['calls']} API calls in all (each call of a batch counts against the quota); "
         f"{after['without_send_updates_none']} writes without sendUpdates=none",
         "requests_per_changed_event of 'initial' is requests per pushed event (target <= 0.03)",
+        *pass_cost(phases),
     ]
     report(title, phases, sys.stdout, notes)
 

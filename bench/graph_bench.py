@@ -7,7 +7,9 @@ a latency to every request (default 20 ms). Phases:
 * ``initial``: first pass of every agent: pushes every appointment in $batch requests;
 * ``echo``: the next pass reads calhub's own creates back once (delta carries no hub ids);
 * ``no_change``: nothing changed anywhere: one delta request per agent;
-* ``change_1pct``: 1 % of the appointments moved in the hub: pushed in one $batch per agent.
+* ``change_1pct``: 1 % of the appointments moved in the hub: pushed in one $batch per agent;
+* ``change_5pct``: five times as many moved (see ``_report.change_counts``); the two change
+  phases give the fixed CPU per agent pass and the CPU per changed event (a linear fit).
 
     /tmp/venv/bin/python bench/graph_bench.py [--agents 100] [--events 200] [--latency-ms 20]
 
@@ -31,8 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere: the bench imports calhub from the checkout
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _hub import PassMeter, move_some, populate  # noqa: E402
-from _report import PhaseResult, report  # noqa: E402
+from _hub import PassMeter, populate  # noqa: E402
+from _report import PhaseResult, pass_cost, report  # noqa: E402
 
 from hub.config import Config, HubSettings  # noqa: E402
 from hub.metrics import Metrics  # noqa: E402
@@ -98,10 +100,8 @@ async def run(args: argparse.Namespace, conn: Connection, options: dict[str, Any
                     raise SystemExit(f"initial: {after['events']} remote events, want {total}")
                 phases.append((await bench.measure(sched, "echo", total, 0))[0])
                 phases.append((await bench.measure(sched, "no_change", 0, 0))[0])
-                changes = max(1, args.events // 100)
-                moved = await move_some(store, agents, changes)
-                phase, after = await bench.measure(sched, "change_1pct", moved, moved)
-                phases.append(phase)
+                changed, after = await bench.change_phases(sched, store, agents, args.events)
+                phases += changed
         finally:
             await store.close()
     title = (
@@ -112,6 +112,7 @@ async def run(args: argparse.Namespace, conn: Connection, options: dict[str, Any
         f"peak {after['peak_in_flight']} requests in flight per mailbox; "
         f"{after['without_immutable_id']} requests without ImmutableId",
         "requests_per_changed_event of 'initial' is requests per pushed event (target <= 0.06)",
+        *pass_cost(phases),
     ]
     report(title, phases, sys.stdout, notes)
 

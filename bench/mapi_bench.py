@@ -7,7 +7,9 @@ in this process. Phases:
 
 * ``initial``: first pass of every agent: pushes every appointment, 10 per relayed request;
 * ``no_change``: nothing changed: one relayed fetch (a full window listing) per agent;
-* ``change_1pct``: 1 % of the appointments moved in the hub: one push per agent.
+* ``change_1pct``: 1 % of the appointments moved in the hub: one push per agent;
+* ``change_5pct``: five times as many moved (see ``_report.change_counts``); the two change
+  phases give the fixed CPU per agent pass and the CPU per changed event (a linear fit).
 
     .venv/bin/python bench/mapi_bench.py [--agents 4] [--events 200]
 
@@ -30,8 +32,8 @@ sys.path.insert(0, str(ROOT))  # run from anywhere: the bench imports calhub fro
 sys.path.insert(0, str(ROOT / "bench"))
 
 import aiohttp  # noqa: E402
-from _hub import PassMeter, move_some, populate  # noqa: E402
-from _report import report  # noqa: E402
+from _hub import PassMeter, populate  # noqa: E402
+from _report import pass_cost, report  # noqa: E402
 from aiohttp import web  # noqa: E402
 
 from hub.admin import build_app  # noqa: E402
@@ -112,14 +114,16 @@ async def run(agents: int, events: int, workdir: Path) -> None:
             phases.append(result)
             result, _ = await meter.measure(scheduler, "no_change", total, 0)
             phases.append(result)
-            moved = await move_some(store, made, max(1, events // 100))
-            result, _ = await meter.measure(scheduler, "change_1pct", total, moved)
-            phases.append(result)
+            changed, _ = await meter.change_phases(scheduler, store, made, events, total)
+            phases += changed
         report(
             f"mapi: {agents} agents x {events} events through the relay and real Outlook agents",
             phases,
             sys.stdout,
-            notes=["requests: relayed calls (fetch, push of up to 10, get, find, delete)"],
+            notes=[
+                "requests: relayed calls (fetch, push of up to 10, get, find, delete)",
+                *pass_cost(phases),
+            ],
         )
     finally:
         for process in processes:

@@ -9,13 +9,17 @@ temporary folder. Phases:
 * ``echo``: the next pass reads the hub's own writes back from the delta once;
 * ``no_change``: nothing changed anywhere: one delta request per agent, no writes;
 * ``change_1pct``: 1 % of the events changed, half moved in the hub (pushed), half dragged
-  by the agents at the server (pulled back).
+  by the agents at the server (pulled back);
+* ``change_5pct``: the same with five times as many events (1 and 5 per agent for 20 events).
+  The two change phases give, by a linear fit, the fixed CPU of an agent pass and the CPU
+  per changed event (targets: at most 2 ms and 0.5 ms).
 
     /tmp/venv/bin/python bench/sync_bench.py [--agents 1000] [--events 100] [--latency-ms 20]
 
 The memory server runs in this process, so ``cpu_s`` includes its (small) share. Prints
 human-readable figures and the targets (no-change pass: 1 request per agent; initial sync of
-1,000 x 100 under 60 s wall; peak RSS under 300 MB), then one JSON line per phase.
+1,000 x 100 under 60 s wall; peak RSS under 300 MB; the fitted change pass costs), then one
+JSON line per phase.
 """
 
 from __future__ import annotations
@@ -32,7 +36,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere: the bench imports calhub from the checkout
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _report import Meter, PhaseResult, peak_rss_mb, report  # noqa: E402
+from _report import (  # noqa: E402
+    CHANGE_PHASES,
+    Meter,
+    PhaseResult,
+    change_counts,
+    pass_cost,
+    peak_rss_mb,
+    report,
+)
 
 from hub.config import Config, HubSettings  # noqa: E402
 from hub.metrics import Metrics  # noqa: E402
@@ -89,11 +101,11 @@ async def populate(store: SqliteStore, sizes: Sizes) -> list[Agent]:
     return agents
 
 
-async def change_one_percent(
-    store: SqliteStore, server: MemoryServer, agents: list[Agent], sizes: Sizes
+async def change_some(
+    store: SqliteStore, server: MemoryServer, agents: list[Agent], sizes: Sizes, per_agent: int
 ) -> tuple[int, int]:
-    """Move 1 % of the events, alternating hub side and agent side; returns (hub, remote)."""
-    per_agent = max(1, sizes.events // 100)
+    """Move ``per_agent`` events of every agent, alternating hub side and agent side;
+    returns (hub, remote)."""
     hub_moves, remote_moves = [], 0
     shift = timedelta(hours=1)
     for a, agent in enumerate(agents):
@@ -160,10 +172,12 @@ async def run(args: argparse.Namespace) -> None:
                     raise SystemExit(f"initial: {remote} remote events, want {sizes.total}")
                 phases.append(await measure(sched, server, sizes, "echo", sizes.total, 0))
                 phases.append(await measure(sched, server, sizes, "no_change", sizes.total, 0))
-                hub_moves, remote_moves = await change_one_percent(store, server, agents, sizes)
-                changed = hub_moves + remote_moves
-                phases.append(await measure(sched, server, sizes, "change_1pct", changed,
-                                            changed))  # fmt: skip
+                for phase, per_agent in zip(
+                    CHANGE_PHASES, change_counts(sizes.events), strict=True
+                ):
+                    moves = await change_some(store, server, agents, sizes, per_agent)
+                    changed = sum(moves)
+                    phases.append(await measure(sched, server, sizes, phase, changed, changed))
         finally:
             await store.close()
     initial, no_change = phases[0], phases[2]
@@ -175,6 +189,7 @@ async def run(args: argparse.Namespace) -> None:
         f"({'met' if initial.wall_s < 60 else 'MISSED'})",
         f"target peak RSS under 300 MB: {peak_rss_mb():.0f} MB "
         f"({'met' if peak_rss_mb() < 300 else 'MISSED'})",
+        *pass_cost(phases),
     ]  # fmt: skip
     title = (
         f"sync engine over the memory provider: {sizes.agents} agents x {sizes.events} events, "
