@@ -33,7 +33,7 @@ from hub.model import Agent
 
 # Bounds of the cache: the feeds of the most recently fetched agents and windows.
 MAX_FEEDS = 256
-MAX_BYTES = 64 * 1024 * 1024
+MAX_BYTES = 128 * 1024 * 1024  # ten agents of 10,000 events: about 95 MB
 
 
 @dataclass(frozen=True, slots=True)

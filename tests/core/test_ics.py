@@ -7,6 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from icalendar import Calendar, Event
 
 from hub.config import HubSettings
@@ -355,3 +357,44 @@ async def test_an_agent_change_renders_every_event_again(tmp_path: Path) -> None
         assert renamed.status == 200, renamed.text
         again = (await api.call("GET", FEED)).text
         assert "Visit with Alice Jones" in again and "Alice Smith" not in again
+
+
+_TEXT = st.text(
+    st.characters(codec="utf-8", exclude_categories=("Cs",)) | st.sampled_from('\\;,:\n\r\t"^'),
+    max_size=120,
+)
+_MOMENT = st.datetimes(
+    min_value=datetime(1, 1, 1, 0, 0), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    subject=_TEXT, body=_TEXT, location=_TEXT, categories=st.lists(_TEXT, max_size=3),
+    private=st.booleans(), data_private=st.booleans(), free=st.booleans(),
+    pending=st.booleans(), all_day=st.booleans(), start=_MOMENT, stamp=_MOMENT,
+    created=st.none() | _MOMENT, updated=st.none() | _MOMENT,
+    version=st.integers(1, 10**6), id=st.text("ab-_.@0Z9", min_size=1, max_size=90),
+)  # fmt: skip
+def test_event_text_is_the_librarys_rendering(
+    subject: str, body: str, location: str, categories: list[str], private: bool,
+    data_private: bool, free: bool, pending: bool, all_day: bool, start: datetime,
+    stamp: datetime, created: datetime | None, updated: datetime | None, version: int, id: str,
+) -> None:  # fmt: skip
+    """event_text writes the VEVENT directly, byte for byte what icalendar makes of
+    appointment_event (escapes, folding of long and multi-byte lines, property order)."""
+    from hub.ics import appointment_event, event_text
+    from hub.model import PushState
+    from hub.spec import EventData
+
+    begin: datetime | date = start.date() if all_day else start
+    end: datetime | date = begin + timedelta(days=1) if all_day else start
+    a = appt(
+        id, start=begin, end=end, private=private, version=version, created_at=created,
+        updated_at=updated, push_state=PushState.PENDING if pending else PushState.SYNC,
+    )  # fmt: skip
+    data = EventData(
+        subject=subject, start=begin, end=end, body=body, location=location,
+        private=data_private, show_as="free" if free else "busy", categories=tuple(categories),
+    )  # fmt: skip
+    assert event_text(a, data, stamp) == bytes(appointment_event(a, data, stamp).to_ical())
