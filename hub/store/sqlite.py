@@ -30,6 +30,7 @@ import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,8 @@ Clock = Callable[[], datetime]
 BUSY_TIMEOUT_MS = 5000
 # SQLite allows 32766 bound parameters per statement; stay well below for IN (...) lists.
 _IN_CHUNK = 500
+# Rows turned into records between two turns of the event loop (about 5 ms of work).
+_DECODE_CHUNK = 500
 
 
 def _utcnow() -> datetime:
@@ -264,7 +267,14 @@ class _Queries(OutboxQueries, ABC):
         if limit is not None:
             sql += " LIMIT ?"
             params.append(max(0, int(limit)))
-        return [codec.appointment_from_row(r) for r in await self._rows(sql, params)]
+        rows = await self._rows(sql, params)
+        appts: list[Appointment] = []
+        for first in range(0, len(rows), _DECODE_CHUNK):
+            if first:
+                # A whole calendar is thousands of rows: let other requests in between.
+                await asyncio.sleep(0)
+            appts += map(codec.appointment_from_row, rows[first : first + _DECODE_CHUNK])
+        return appts
 
     # approvals ---------------------------------------------------------------------------
     async def get_approval(self, approval_id: str) -> Approval | None:
@@ -798,6 +808,14 @@ def _appointment_action(old: Any, new: dict[str, Any]) -> str:
     return "update"
 
 
+@dataclass(slots=True)
+class _Batch:
+    """Transactions sharing one ``BEGIN ... COMMIT`` (see :meth:`SqliteStore.transaction`)."""
+
+    committed: asyncio.Future[None]  # done when the batch committed, or failed
+    closer: bool = False  # whether a member is queued to commit it
+
+
 class SqliteStore(_Queries, Store):
     """:class:`~hub.store.base.Store` on one SQLite file (see the module docstring)."""
 
@@ -808,6 +826,9 @@ class SqliteStore(_Queries, Store):
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._tx_task: asyncio.Task[Any] | None = None
+        self._batch: _Batch | None = None  # the open group commit, if any
+        self._queued = 0  # transactions waiting for the writer
+        self._closing: set[asyncio.Task[None]] = set()
         self._listeners: list[ChangeListener] = []
         self._commit_hooks: list[CommitHook] = []
         self._appointment_listeners: list[AppointmentListener] = []
@@ -892,6 +913,9 @@ class SqliteStore(_Queries, Store):
         # Let the transaction in flight finish before the connections go.
         async with self._write_lock:
             try:
+                if self._batch is not None and self._writer is not None:
+                    with anyio.CancelScope(shield=True), contextlib.suppress(StoreError):
+                        await self._commit(self._writer, self._batch)
                 if self._writer is not None:
                     with anyio.CancelScope(shield=True):
                         # SQLite's advice for long-lived connections: refresh the planner's
@@ -924,43 +948,131 @@ class SqliteStore(_Queries, Store):
     # transactions ------------------------------------------------------------------------
     @asynccontextmanager
     async def transaction(self, origin: str) -> AsyncIterator[SqliteTx]:
+        """One transaction; transactions queued behind it share its commit (group commit).
+
+        The first of a batch opens ``BEGIN IMMEDIATE``; while others wait for the writer,
+        the batch stays open and each of them runs in a savepoint of its own, so one that
+        fails is rolled back alone and the others keep their writes. The batch commits when
+        nobody waits any more (or when the member that left it open, queued again behind
+        the others, gets the writer back). Each caller leaves its ``async with`` only once
+        its batch committed: what it was told succeeded is on disk, and a failed commit
+        fails every member of the batch.
+        """
         task = asyncio.current_task()
         if task is not None and task is self._tx_task:
             # The lock is not re-entrant: waiting for it here would wait forever.
             raise RuntimeError("a transaction is already open in this task; use its tx")
-        async with self._write_lock:
+        await self._acquire_writer()
+        close_batch = False
+        try:
             if self._writer is None:
                 raise StoreError(f"{self.path}: the store is not open")
             db = self._writer
+            batch = self._batch
+            joined = batch is not None
             self._tx_task = task
             tx = SqliteTx(db, origin, self._clock)
             try:
-                try:
-                    await db.execute("BEGIN IMMEDIATE")
-                except sqlite3.OperationalError as exc:
-                    raise StoreUnavailable(
-                        f"{self.path}: cannot start a write transaction: {exc}"
-                    ) from exc
+                if batch is None:
+                    try:
+                        await db.execute("BEGIN IMMEDIATE")
+                    except sqlite3.OperationalError as exc:
+                        raise StoreUnavailable(
+                            f"{self.path}: cannot start a write transaction: {exc}"
+                        ) from exc
+                    batch = self._batch = _Batch(asyncio.get_running_loop().create_future())
+                else:
+                    await db.execute("SAVEPOINT member")
                 yield tx
                 for hook in self._commit_hooks:
                     await hook(tx)
                 await tx._flush()
-                with anyio.CancelScope(shield=True):
-                    await db.commit()
+                if joined:
+                    await db.execute("RELEASE member")
             except BaseException as exc:
                 # Shielded so that a cancelled task still rolls back; should the wait be cut
-                # short anyway, the ROLLBACK is queued on the writer thread before anything
+                # short anyway, the rollback is queued on the writer thread before anything
                 # the next transaction sends.
                 with anyio.CancelScope(shield=True):
-                    await db.rollback()
+                    await self._undo(db, batch if joined else None)
                 if isinstance(exc, sqlite3.Error):  # disk full, I/O error, a stray constraint
                     raise StoreError(f"{self.path}: write rolled back: {exc}") from exc
                 raise
             finally:
                 tx._finish()
                 self._tx_task = None
+            if self._queued == 0:
+                with anyio.CancelScope(shield=True):
+                    await self._commit(db, batch)
+            elif not batch.closer:
+                batch.closer = close_batch = True
+        finally:
+            self._write_lock.release()
+        if close_batch:
+            # In a task of its own: a caller cancelled now must not leave the batch open.
+            closing = asyncio.get_running_loop().create_task(self._close_batch(batch))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+        await asyncio.shield(batch.committed)
         self._notify(origin, frozenset(tx.changed_agents))
         self._notify_appointments(frozenset(tx.changed_appointments))
+
+    async def _acquire_writer(self) -> None:
+        # Counted while waiting: a transaction that ends while others wait leaves its batch
+        # open for them.
+        self._queued += 1
+        try:
+            await self._write_lock.acquire()
+        finally:
+            self._queued -= 1
+
+    async def _close_batch(self, batch: _Batch) -> None:
+        """Commit ``batch`` once the transactions queued before this call have joined it."""
+        await self._acquire_writer()
+        try:
+            if self._batch is batch and self._writer is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._commit(self._writer, batch)
+        except StoreError:
+            pass  # every member gets it from batch.committed
+        finally:
+            self._write_lock.release()
+
+    async def _commit(self, db: aiosqlite.Connection, batch: _Batch) -> None:
+        self._batch = None
+        try:
+            await db.commit()
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                await db.rollback()
+            self._fail(batch, StoreError(f"{self.path}: write rolled back: {exc}"))
+            raise batch.committed.exception() from exc  # type: ignore[misc]
+        batch.committed.set_result(None)
+
+    async def _undo(self, db: aiosqlite.Connection, batch: _Batch | None) -> None:
+        """Roll back the failed transaction: the whole batch when it was the batch's first
+        (the others join only after it), else its savepoint alone."""
+        if batch is not None:
+            try:
+                await db.execute("ROLLBACK TO member")
+                await db.execute("RELEASE member")
+                if db.in_transaction:
+                    return
+                reason = "the database ended the transaction"
+            except sqlite3.Error as exc:
+                reason = str(exc)
+            # Some errors (disk full, I/O) end the whole transaction: the batch is lost.
+            self._fail(batch, StoreError(f"{self.path}: write rolled back: {reason}"))
+        self._batch = None
+        with contextlib.suppress(sqlite3.Error):
+            await db.rollback()
+
+    def _fail(self, batch: _Batch, error: StoreError) -> None:
+        if self._batch is batch:
+            self._batch = None
+        if not batch.committed.done():
+            batch.committed.set_exception(error)
+            batch.committed.exception()  # retrieved: a batch nobody waits for logs nothing
 
     def add_listener(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
