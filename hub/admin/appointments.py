@@ -50,8 +50,10 @@ async def list_appointments(request: web.Request) -> web.StreamResponse:
     after = read_cursor(params["cursor"]) if "cursor" in params else None
     limit = page_limit(params.get("limit"), after is not None)
     if limit is None:
-        appts = await hub.store.list_appointments(agent_id=agent, start=start, end=end)
-        return await _stream(request, hub.views(), appts)
+        # A few at a time: twenty callers of a 10,000-entry list must not hold twenty lists.
+        async with hub.whole_lists:
+            appts = await hub.store.list_appointments(agent_id=agent, start=start, end=end)
+            return await _stream(request, hub.views(), appts)
     # One more than the page: whether there is a next page is known without asking again.
     appts = await hub.store.list_appointments(
         agent_id=agent, start=start, end=end, after=after, limit=limit + 1

@@ -6,6 +6,7 @@ appointment into a 404 naming the path parameter.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 import anyio
@@ -23,6 +24,8 @@ from hub.model import Agent, Appointment, Request
 from hub.relay import RelayHub
 from hub.rules import Rules
 from hub.store.base import Store, Tx
+
+WHOLE_LISTS = 4  # more unpaged lists wait their turn rather than hold their lists together
 
 
 @dataclass(slots=True)
@@ -42,6 +45,8 @@ class AdminContext:
     mail: MailService | None = None  # None without [email]
     relays: RelayHub = field(default_factory=RelayHub)  # Outlook agents' connections
     feeds: FeedCache = field(default_factory=FeedCache)  # rendered .ics feeds, by version
+    # Unpaged GET /appointments answers read and sent at once: each holds its whole list.
+    whole_lists: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(WHOLE_LISTS))
 
     def views(self) -> AppointmentViews:
         """Fresh appointment views for one HTTP request (their caches must not outlive it)."""

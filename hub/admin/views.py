@@ -178,20 +178,38 @@ class AppointmentViews(EventRenderer):
         self._status: dict[str, dict[str, SyncStatus]] = {}
 
     async def status(self, agent: Agent, appointment_id: str) -> SyncStatus | None:
-        if agent.account is None:
-            return None
-        if agent.id not in self._status:
+        await self._load_status(agent)
+        return self._status.get(agent.id, {}).get(appointment_id)
+
+    async def _load_status(self, agent: Agent) -> None:
+        if agent.account is not None and agent.id not in self._status:
             rows = await self.store.list_status(agent.id, agent.account)
             self._status[agent.id] = {row.appointment_id: row for row in rows}
-        return self._status[agent.id].get(appointment_id)
 
     async def display_subject(self, appt: Appointment) -> str:
         event = await self.event(appt)
         return appt.subject if event is None else event.subject
 
     async def one(self, appt: Appointment) -> dict[str, Any]:
-        agent = await self.agent(appt.agent_id)
-        status = None if agent is None else await self.status(agent, appt.id)
+        return (await self.many([appt]))[0]
+
+    async def many(self, appts: list[Appointment]) -> list[dict[str, Any]]:
+        """The JSON of ``appts``: their agents, requests and statuses read first (a query
+        each), then every entry built without a further await."""
+        await self.preload(appts)
+        for agent_id in {appt.agent_id for appt in appts}:
+            agent = await self.agent(agent_id)
+            if agent is not None:
+                await self._load_status(agent)
+        return [self._json(appt) for appt in appts]
+
+    def _json(self, appt: Appointment) -> dict[str, Any]:
+        agent = self._agents[appt.agent_id]
+        subject, status = appt.subject, None
+        if agent is not None:
+            request = self._requests.get(appt.request_id) if appt.request_id else None
+            subject = render_event(appt, agent, request, self.settings).subject
+            status = self._status.get(agent.id, {}).get(appt.id)
         return {
             "id": appt.id,
             "agent": appt.agent_id,
@@ -200,7 +218,7 @@ class AppointmentViews(EventRenderer):
             "group_id": appt.group_id,
             "action_id": appt.action_id,
             "subject": appt.subject,
-            "display_subject": await self.display_subject(appt),
+            "display_subject": subject,
             "note": appt.note,
             "location": appt.location,
             "start": iso(appt.start),
@@ -215,6 +233,3 @@ class AppointmentViews(EventRenderer):
             "deleted": appt.deleted,
             "sync": None if status is None else status_json(status),
         }
-
-    async def many(self, appts: list[Appointment]) -> list[dict[str, Any]]:
-        return [await self.one(appt) for appt in appts]
