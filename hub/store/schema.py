@@ -420,6 +420,21 @@ HUB_CHANGES = Migration(
     ),
 )
 
+APPOINTMENT_SPANS = Migration(
+    11,
+    "the agent's list index carries each entry's end and deleted flag",
+    (
+        # A window's query (ends after its start, starts before its end, not deleted) scans
+        # the agent's index from its first entry up to the window's end: with the end and
+        # the flag in the index it tests them there, and reads the table only for the rows
+        # it returns (a week of a 10,000-entry calendar: 3.6 -> 1.7 ms). It replaces
+        # version 9's index of the same prefix, so writes keep the same number of indexes.
+        "CREATE INDEX appointments_agent_span"
+        " ON appointments (agent_id, start_utc, id, end_utc, deleted)",
+        "DROP INDEX appointments_agent_start_id",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     INITIAL_SCHEMA,
     LOOKUP_INDEXES,
@@ -431,6 +446,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     RELAY_TOKENS,
     APPOINTMENT_PAGES,
     HUB_CHANGES,
+    APPOINTMENT_SPANS,
 )
 CURRENT_VERSION = MIGRATIONS[-1].version
 

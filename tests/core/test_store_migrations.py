@@ -81,7 +81,7 @@ def test_migrations_are_numbered_in_order() -> None:
 async def test_new_database_gets_the_current_schema(tmp_path: Path) -> None:
     async with SqliteStore(tmp_path / "new.db") as store:
         assert await store.schema_version() == CURRENT_VERSION
-    assert {"appointments_agent_start_id", "agents_feed_token"} <= schema_names(
+    assert {"appointments_agent_span", "agents_feed_token"} <= schema_names(
         tmp_path / "new.db", "index"
     )
 
