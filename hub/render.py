@@ -301,6 +301,26 @@ def _show_as(value: str) -> ShowAs:
     return value if value in _SHOW_AS else "busy"  # type: ignore[return-value]
 
 
+def _subject(appt: Appointment, settings: HubSettings, values: Mapping[str, str]) -> str:
+    if appt.subject_override is not None:
+        return appt.subject_override
+    subject = render_template(settings.subject_template, values)
+    if not values["request_id"]:
+        subject = _EMPTY_ID_PREFIX.sub("", subject)
+    # A calendar entry without a title is unreadable; name at least what it is.
+    return subject.strip() or values["kind"]
+
+
+def render_subject(
+    appt: Appointment, agent: Agent, request: Request | None, settings: HubSettings
+) -> str:
+    """``render_event(...).subject`` alone, without rendering the body (lists show it)."""
+    if appt.kind is Kind.EXTERNAL:
+        return appt.subject
+    fields = template_fields(settings.subject_template) if appt.subject_override is None else ()
+    return _subject(appt, settings, template_values(appt, agent, request, settings, fields))
+
+
 def render_event(
     appt: Appointment, agent: Agent, request: Request | None, settings: HubSettings
 ) -> EventData:
@@ -330,14 +350,7 @@ def render_event(
     ]
     used = frozenset().union(*(template_fields(t) for t in templates))
     values = template_values(appt, agent, request, settings, used)
-    if appt.subject_override is not None:
-        subject = appt.subject_override
-    else:
-        subject = render_template(settings.subject_template, values)
-        if not values["request_id"]:
-            subject = _EMPTY_ID_PREFIX.sub("", subject)
-        # A calendar entry without a title is unreadable; name at least what it is.
-        subject = subject.strip() or values["kind"]
+    subject = _subject(appt, settings, values)
     if appt.body_override is not None:
         body = appt.body_override
     else:

@@ -54,12 +54,13 @@ async def list_appointments(request: web.Request) -> web.StreamResponse:
         async with hub.whole_lists:
             appts = await hub.store.list_appointments(agent_id=agent, start=start, end=end)
             return await _stream(request, hub.views(), appts)
-    # One more than the page: whether there is a next page is known without asking again.
-    appts = await hub.store.list_appointments(
-        agent_id=agent, start=start, end=end, after=after, limit=limit + 1
-    )
-    page, more = appts[:limit], len(appts) > limit
-    response = web.json_response(await hub.views().many(page))
+    async with hub.pages:
+        # One more than the page: whether there is a next page is known without asking again.
+        appts = await hub.store.list_appointments(
+            agent_id=agent, start=start, end=end, after=after, limit=limit + 1
+        )
+        page, more = appts[:limit], len(appts) > limit
+        response = web.json_response(await _json(hub.views(), page))
     if more:
         cursor = cursor_after(page[-1])
         response.headers["Link"] = f'<{request.rel_url.update_query(cursor=cursor)}>; rel="next"'
@@ -86,6 +87,15 @@ async def _stream(
     await response.write(b"]")
     await response.write_eof()
     return response
+
+
+async def _json(views: AppointmentViews, appts: list[Appointment]) -> list[dict[str, object]]:
+    """The JSON of ``appts``, a chunk at a time with a turn of the event loop in between."""
+    rows = await views.many(appts[:STREAM_CHUNK])
+    for first in range(STREAM_CHUNK, len(appts), STREAM_CHUNK):
+        await asyncio.sleep(0)
+        rows += await views.many(appts[first : first + STREAM_CHUNK])
+    return rows
 
 
 @routes.get("/appointments/{id}", name="appointment")

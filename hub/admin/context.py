@@ -26,6 +26,7 @@ from hub.rules import Rules
 from hub.store.base import Store, Tx
 
 WHOLE_LISTS = 4  # more unpaged lists wait their turn rather than hold their lists together
+PAGES = 4
 
 
 @dataclass(slots=True)
@@ -47,6 +48,9 @@ class AdminContext:
     feeds: FeedCache = field(default_factory=FeedCache)  # rendered .ics feeds, by version
     # Unpaged GET /appointments answers read and sent at once: each holds its whole list.
     whole_lists: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(WHOLE_LISTS))
+    # Pages of appointments built at once: the others wait outside the event loop's queue,
+    # so that cheap requests (/health) are not queued behind fifty pages of JSON.
+    pages: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(PAGES))
 
     def views(self) -> AppointmentViews:
         """Fresh appointment views for one HTTP request (their caches must not outlive it)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from hub.config import HubSettings
@@ -25,7 +25,7 @@ from hub.model import (
     SyncStatus,
 )
 from hub.redact import redact
-from hub.render import render_event
+from hub.render import render_event, render_subject
 from hub.spec import EventData, as_utc
 from hub.store.base import Store
 
@@ -34,6 +34,10 @@ def iso(value: datetime | date | None) -> str | None:
     if value is None:
         return None
     if isinstance(value, datetime):
+        if value.tzinfo is UTC and value.year >= 1000:
+            # What the store gives: the same text as strftime's, at a fifth of its cost (a
+            # page of 500 entries formats 1,500 of them).
+            return value.isoformat(timespec="seconds")[:19] + "Z"
         return as_utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
     return value.isoformat()
 
@@ -208,7 +212,7 @@ class AppointmentViews(EventRenderer):
         subject, status = appt.subject, None
         if agent is not None:
             request = self._requests.get(appt.request_id) if appt.request_id else None
-            subject = render_event(appt, agent, request, self.settings).subject
+            subject = render_subject(appt, agent, request, self.settings)
             status = self._status.get(agent.id, {}).get(appt.id)
         return {
             "id": appt.id,

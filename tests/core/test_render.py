@@ -191,3 +191,23 @@ def test_every_problem_is_reported() -> None:
 def test_bad_syntax_renders_literally_instead_of_reaching_python() -> None:
     values = {"note": "n"}
     assert render_template("{note.__class__} {0} {note}", values) == "{note.__class__} {0} n"
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["{subject}", "#{request_id} {request_subject}", "{start} {agent_name}", "  ", "{kind}"],
+)
+@pytest.mark.parametrize("kind", list(Kind))
+@pytest.mark.parametrize("override", [None, "edited remotely"])
+@pytest.mark.parametrize("request_", [None, REQ])
+def test_render_subject_is_render_events_subject(
+    template: str, kind: Kind, override: str | None, request_: Request | None
+) -> None:
+    from hub.render import render_subject
+
+    settings = HubSettings(timezone="Europe/Paris", subject_template=template)
+    entry = appt(kind, subject_override=override, request_id=request_.id if request_ else None)
+    for subject in ("", "Own subject"):
+        entry.subject = subject
+        expected = render_event(entry, ALICE, request_, settings).subject
+        assert render_subject(entry, ALICE, request_, settings) == expected
