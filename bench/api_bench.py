@@ -92,6 +92,7 @@ async def populate(store: SqliteStore, agents: int, events: int) -> list[Agent]:
 class Tally:
     latencies: list[float] = field(default_factory=list)
     by_kind: dict[str, int] = field(default_factory=dict)
+    kind_latencies: dict[str, list[float]] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
     health_worst: float = 0.0
     client_cpu_s: float = 0.0
@@ -156,6 +157,7 @@ async def client(
                 else:
                     cursors.pop(agent, None)
         tally.latencies.append(time.perf_counter() - began)
+        tally.kind_latencies.setdefault(kind, []).append(tally.latencies[-1])
         tally.by_kind[kind] = tally.by_kind.get(kind, 0) + 1
         if status >= 400:
             tally.errors[f"{kind} {status}"] = tally.errors.get(f"{kind} {status}", 0) + 1
@@ -184,6 +186,10 @@ def phase(name: str, agents: int, events: int, meter: Meter, tally: Tally) -> Ph
         "health_worst_ms": round(tally.health_worst * 1000, 1),
         "rss_mb": round(rss_mb(), 1),
         "mix": tally.by_kind,
+        "p50_p99_ms_by_kind": {
+            kind: [round(quantile(values, q) * 1000, 1) for q in (0.5, 0.99)]
+            for kind, values in sorted(tally.kind_latencies.items())
+        },
         "errors": tally.errors,
         "client_cpu_s": round(tally.client_cpu_s, 2),
     }

@@ -268,6 +268,22 @@ async def test_a_change_gives_a_new_tag_and_one_rendering(
     assert rendered == ["alice", "bob", "alice"]
 
 
+async def test_concurrent_polls_of_a_changed_feed_render_it_once(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    rendered = await _counting_renders(monkeypatch)
+    first = await api.call("GET", FEED)
+    await _move_first(api, "alice")
+    stale = {"If-None-Match": first.headers["ETag"]}
+    replies = await asyncio.gather(*(api.call("GET", FEED, headers=stale) for _ in range(6)))
+    assert {r.status for r in replies} == {200}
+    assert len({r.text for r in replies}) == 1 and replies[0].text != first.text
+    assert len({r.headers["ETag"] for r in replies}) == 1
+    assert rendered == ["alice", "alice"]  # the first version, then the new one once
+
+
 async def test_a_new_version_renders_only_the_events_that_changed(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
