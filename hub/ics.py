@@ -28,6 +28,7 @@ FEED_MIN_DAYS_PAST = 30  # a feed shows at least the last month, whatever [hub] 
 # RFC 5545 3.3.11 allows no control character in TEXT but HTAB; a line break is written "\n".
 _NOT_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _BREAKS = re.compile(r"\r\n?|\n")
+_ESCAPED = re.compile(r"[\\;,\n]")  # what TEXT escapes (RFC 5545 3.3.11)
 
 
 def feed_start(now: datetime, days_past: int) -> datetime:
@@ -149,6 +150,8 @@ def event_text(appt: Appointment, data: EventData, stamp: datetime) -> bytes:
 
 
 def _text(value: str) -> str:
+    if _ESCAPED.search(value) is None:
+        return value  # nothing the library would escape: most subjects and every UID
     return vText(value).to_ical().decode()
 
 

@@ -25,7 +25,7 @@ from hub.relay import RelayHub
 from hub.rules import Rules
 from hub.store.base import Store, Tx
 
-WHOLE_LISTS = 4  # more unpaged lists wait their turn rather than hold their lists together
+WHOLE_LISTS = 2  # more unpaged lists wait their turn rather than hold their lists together
 PAGES = 4
 
 
