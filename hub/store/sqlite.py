@@ -6,7 +6,8 @@ Two connections to one WAL database:
   and end. One write transaction at a time (an :class:`asyncio.Lock`), opened with
   ``BEGIN IMMEDIATE`` so that another process's writer makes us wait (``busy_timeout``) at the
   start instead of failing half-way; committed at the end of the ``async with`` block and rolled
-  back on any exception, cancellation included;
+  back on any exception, cancellation included. Transactions queued behind the writer share
+  one commit, each in a savepoint (group commit: see :meth:`SqliteStore.transaction`);
 - the *reader*, ``query_only``, used by the :class:`Store` read methods. WAL lets it read the
   last committed state while the writer writes, so a reader never sees another coroutine's
   uncommitted changes. Reads inside a transaction go through the :class:`Tx` and see its own
