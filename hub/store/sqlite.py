@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import sqlite3
@@ -975,6 +976,8 @@ class SqliteStore(_Queries, Store):
             tx = SqliteTx(db, origin, self._clock)
             try:
                 if batch is None:
+                    if db.in_transaction:  # a COMMIT failed after its caller was cancelled
+                        await db.rollback()
                     try:
                         await db.execute("BEGIN IMMEDIATE")
                     except sqlite3.OperationalError as exc:
@@ -1041,14 +1044,28 @@ class SqliteStore(_Queries, Store):
 
     async def _commit(self, db: aiosqlite.Connection, batch: _Batch) -> None:
         self._batch = None
+        commit = asyncio.ensure_future(db.commit())
+        # The batch is settled by the COMMIT's end, whoever still waits for it.
+        commit.add_done_callback(functools.partial(self._settle, batch))
         try:
-            await db.commit()
+            await asyncio.shield(commit)
+        except asyncio.CancelledError:
+            # The COMMIT runs on, on the writer's thread: wait for it all the same, so that
+            # what this caller reads after its cancellation already sees it.
+            with contextlib.suppress(BaseException):
+                await asyncio.wait([commit])
+            raise
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 await db.rollback()
-            self._fail(batch, StoreError(f"{self.path}: write rolled back: {exc}"))
             raise batch.committed.exception() from exc  # type: ignore[misc]
-        batch.committed.set_result(None)
+
+    def _settle(self, batch: _Batch, commit: asyncio.Future[None]) -> None:
+        error = "the commit was cancelled" if commit.cancelled() else commit.exception()
+        if error is not None:
+            self._fail(batch, StoreError(f"{self.path}: write rolled back: {error}"))
+        elif not batch.committed.done():
+            batch.committed.set_result(None)
 
     async def _undo(self, db: aiosqlite.Connection, batch: _Batch | None) -> None:
         """Roll back the failed transaction: the whole batch when it was the batch's first
