@@ -111,6 +111,7 @@ class Scheduler:
         self._waiting: set[str] = set()
         self._active: set[str] = set()
         self._last: dict[str, PassResult] = {}
+        self._needing_attention: set[str] = set()  # agents whose last pass needs attention
         self._wake = anyio.Event()
         self._idle = anyio.Event()
         self._stack: AsyncExitStack | None = None
@@ -283,10 +284,13 @@ class Scheduler:
         self._last[agent_id] = result
         self._gauges()
         await self._observe(result)
-        # Only a finished pass changes it: counted once per pass, not with every queue change.
-        self.metrics.attention.set(
-            sum(1 for r in self._last.values() if r.result == "needs-attention")
-        )
+        # Only a finished pass changes it: kept per pass (counting every agent's last result
+        # made each pass cost O(agents)).
+        if result.result == "needs-attention":
+            self._needing_attention.add(agent_id)
+        else:
+            self._needing_attention.discard(agent_id)
+        self.metrics.attention.set(len(self._needing_attention))
         if not self._active and not self._background_running:
             self._idle.set()
         return result

@@ -164,12 +164,23 @@ def encode_time(value: datetime | date | None, what: str = "time") -> str | None
     """An aware datetime as ISO UTC text with ``Z``; a date as ``YYYY-MM-DD``."""
     if value is None:
         return None
+    quick = _utc_text(value)
+    if quick is not None:
+        return quick
     if isinstance(value, datetime):
         text = _utc(value, what).replace(tzinfo=None).isoformat()
         return text + "Z"
     if isinstance(value, date):
         return value.isoformat()
     raise TypeError(f"{what}: expected a datetime or a date, got {type(value).__name__}")
+
+
+def _utc_text(value: object) -> str | None:
+    """:func:`encode_time` of an aware datetime in UTC, the usual case, without a conversion
+    (or an error message made in advance); None for anything else."""
+    if type(value) is datetime and value.tzinfo is UTC:
+        return value.isoformat()[:-6] + "Z"  # its "+00:00" becomes "Z"
+    return None
 
 
 @overload
@@ -440,7 +451,16 @@ def conflict_from_row(row: Row) -> Conflict:
 
 # sync ------------------------------------------------------------------------------------
 def status_row(status: SyncStatus) -> dict[str, Any]:
-    what = f"sync status {status.agent_id}/{status.appointment_id}@{status.account}"
+    # Written for every pair a pass touches: the message names the row only when needed.
+    times = (status.start, status.end, status.updated_at)
+    quick = [_utc_text(t) for t in times]
+    if all(q is not None or t is None for q, t in zip(quick, times, strict=True)):
+        start, end, updated_at = quick
+    else:
+        what = f"sync status {status.agent_id}/{status.appointment_id}@{status.account}"
+        start = encode_time(status.start, f"{what}: start")
+        end = encode_time(status.end, f"{what}: end")
+        updated_at = encode_time(status.updated_at, f"{what}: updated_at")
     return {
         "agent_id": status.agent_id,
         "account": status.account,
@@ -452,9 +472,9 @@ def status_row(status: SyncStatus) -> dict[str, Any]:
         "state": status.state,
         "external": int(status.external),
         "series_id": status.series_id,
-        "start": encode_time(status.start, f"{what}: start"),
-        "end": encode_time(status.end, f"{what}: end"),
-        "updated_at": encode_time(status.updated_at, f"{what}: updated_at"),
+        "start": start,
+        "end": end,
+        "updated_at": updated_at,
     }
 
 

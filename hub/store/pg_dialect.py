@@ -181,6 +181,21 @@ class PgConnection:
                 await cur.execute(translate(sql).sql, _params(params))
                 return await cur.fetchall()
 
+    async def run_steps(self, steps: Sequence[tuple[str, str, Any]]) -> list[Any]:
+        """Several statements in order (what :func:`hub.store.sqlite.run_steps` sends to
+        aiosqlite's thread in one round trip): ``rows`` (a query), ``many`` (executemany)
+        or ``run`` (a statement); one result each."""
+        results: list[Any] = []
+        for how, sql, params in steps:
+            if how == "rows":
+                results.append(await self.execute_fetchall(sql, params))
+            elif how == "many":
+                await self.executemany(sql, params)
+                results.append(None)
+            else:
+                results.append(await self.execute(sql, params))
+        return results
+
     async def close(self) -> None:
         await self.raw.close()
 

@@ -15,6 +15,11 @@ Two connections to one WAL database:
 
 aiosqlite runs each connection's calls in order on its own thread, which is also what keeps a
 cancelled transaction safe: the ROLLBACK queued after a cancelled statement runs after it.
+Each call is a round trip to that thread (and a wait for the GIL while the event loop is
+busy), and those round trips, not SQLite, are most of what a transaction costs; so a
+transaction sends its statements in as few of them as it can (:func:`run_steps`): the
+``BEGIN IMMEDIATE`` goes with its first statement, buffered writes with the next statement
+that needs them or with the ``COMMIT``.
 
 ``":memory:"`` opens a private temporary file instead, since two connections to an in-memory
 database would see two different databases.
@@ -82,6 +87,49 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# One statement of a batch sent to the connection's thread: (how, sql, parameters), where how
+# is "rows" (a query: its rows), "run" (a statement: its cursor), "many" (executemany: None)
+# or "begin" (opening the transaction: StoreUnavailable when the database stays locked).
+Step = tuple[str, str, Any]
+
+
+class _BeginRefused(Exception):
+    """The ``BEGIN`` of a batch failed (the database stayed locked past busy_timeout)."""
+
+
+def _run_steps(conn: sqlite3.Connection, steps: Sequence[Step]) -> list[Any]:
+    """On the connection's own thread: run ``steps`` in order, stopping at the first error."""
+    results: list[Any] = []
+    for how, sql, params in steps:
+        if how == "rows":
+            results.append(conn.execute(sql, params).fetchall())
+        elif how == "many":
+            conn.executemany(sql, params)
+            results.append(None)
+        elif how == "begin":
+            try:
+                conn.execute(sql)
+            except sqlite3.OperationalError as exc:
+                raise _BeginRefused(str(exc)) from exc
+            results.append(None)
+        else:
+            results.append(conn.execute(sql, params))
+    return results
+
+
+async def run_steps(db: Any, steps: Sequence[Step]) -> list[Any]:
+    """Run ``steps`` on ``db`` in one round trip to aiosqlite's thread; a connection that
+    offers ``run_steps`` itself (:class:`hub.store.pg_dialect.PgConnection`) runs them.
+
+    aiosqlite has no public call for several statements at once; ``Connection._execute``
+    (queue a function for its thread, await the result) is what each of its own methods is
+    built on, unchanged from aiosqlite 0.17 to 0.22."""
+    own = getattr(db, "run_steps", None)
+    if own is not None:
+        return list(await own(steps))
+    return list(await db._execute(_run_steps, db._conn, steps))
+
+
 def _placeholders(count: int) -> str:
     return ",".join("?" * count)
 
@@ -129,7 +177,12 @@ _STATUS_UPSERT = _upsert_sql(
     codec.STATUS_KEY,
     unless_same=[c for c in codec.STATUS_COLUMNS if c not in (*codec.STATUS_KEY, "updated_at")],
 )
-_CALENDAR_STATE_UPSERT = _upsert_sql("calendar_state", codec.CALENDAR_STATE_COLUMNS, ("agent_id",))
+_CALENDAR_STATE_UPSERT = _upsert_sql(
+    "calendar_state",
+    codec.CALENDAR_STATE_COLUMNS,
+    ("agent_id",),
+    unless_same=[c for c in codec.CALENDAR_STATE_COLUMNS if c != "agent_id"],
+)
 
 
 class _Queries(OutboxQueries, ABC):
@@ -142,6 +195,14 @@ class _Queries(OutboxQueries, ABC):
     async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         return list(await self._conn().execute_fetchall(sql, params))
 
+    async def _queries(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
+        """The rows of several queries, read in one round trip."""
+        if not queries:
+            return []
+        if len(queries) == 1:
+            return [await self._rows(*queries[0])]
+        return await run_steps(self._conn(), [("rows", sql, params) for sql, params in queries])
+
     async def _one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
         rows = await self._rows(sql, params)
         return rows[0] if rows else None
@@ -150,11 +211,17 @@ class _Queries(OutboxQueries, ABC):
         self, sql: str, ids: Sequence[str], params: Sequence[Any] = ()
     ) -> list[sqlite3.Row]:
         """Rows of ``sql`` for ``ids``: its ``IN ({})`` gets the ids, a chunk at a time
-        (after ``params``, the values of the placeholders before it)."""
-        rows: list[sqlite3.Row] = []
-        for chunk in _chunks(ids):
-            rows += await self._rows(sql.format(_placeholders(len(chunk))), (*params, *chunk))
-        return rows
+        (after ``params``, the values of the placeholders before it), in one round trip."""
+        return [r for rows in await self._queries(self._in_queries(sql, ids, params)) for r in rows]
+
+    @staticmethod
+    def _in_queries(
+        sql: str, ids: Sequence[str], params: Sequence[Any] = ()
+    ) -> list[tuple[str, Sequence[Any]]]:
+        """The queries :meth:`_rows_in` runs: one per chunk of ``ids``."""
+        return [
+            (sql.format(_placeholders(len(chunk))), (*params, *chunk)) for chunk in _chunks(ids)
+        ]
 
     # browser sessions --------------------------------------------------------------------
     async def get_session(self, id_hash: str) -> BrowserSession | None:
@@ -314,13 +381,15 @@ class _Queries(OutboxQueries, ABC):
         remote_ids: Iterable[str] = (),
     ) -> list[SyncStatus]:
         key = "SELECT * FROM sync_status WHERE agent_id = ? AND account = ? AND "
-        rows = await self._rows_in(
-            key + "appointment_id IN ({})", sorted(set(appointment_ids)), (agent_id, account)
-        )
-        rows += await self._rows_in(
-            key + "remote_id IN ({})", sorted(set(remote_ids)), (agent_id, account)
-        )
-        found = {r["appointment_id"]: r for r in rows}
+        queries = [
+            *self._in_queries(
+                key + "appointment_id IN ({})", sorted(set(appointment_ids)), (agent_id, account)
+            ),
+            *self._in_queries(
+                key + "remote_id IN ({})", sorted(set(remote_ids)), (agent_id, account)
+            ),
+        ]
+        found = {r["appointment_id"]: r for rows in await self._queries(queries) for r in rows}
         return [codec.status_from_row(found[k]) for k in sorted(found)]
 
     async def has_status(self, agent_id: str, account: str) -> bool:
@@ -374,15 +443,31 @@ class SqliteTx(_Queries, OutboxTxWrites, Tx):
 
     Every call into aiosqlite is a round trip to its thread, and those dominate a sync pass:
     so audit rows are buffered until the commit, sync status rows until the next statement
-    that reads or deletes status rows (or the commit), each buffer written in one batch; and
-    agents known to exist are remembered. A status row is written by a statement that leaves
-    an unchanged row alone.
+    that reads or deletes status rows (or the commit), each buffer written in one batch and
+    sent together with the statement that follows it; ``begin`` (the store's
+    ``BEGIN IMMEDIATE``) is sent with the first statement, and :meth:`_commit` sends what is
+    left with the ``COMMIT``. Agents known to exist are remembered (an agent read in this
+    transaction exists until it ends: nobody else writes meanwhile). A status row is written by
+    a statement that leaves an unchanged row alone.
     """
 
-    def __init__(self, db: aiosqlite.Connection, origin: str, clock: Clock) -> None:
+    def __init__(
+        self,
+        db: aiosqlite.Connection,
+        origin: str,
+        clock: Clock,
+        *,
+        begin: str | None = None,
+        where: str = "",
+    ) -> None:
         self._db: aiosqlite.Connection | None = db
         self.origin = origin
         self._clock = clock
+        self._begin = begin  # sent before the first statement; None: begun by the store
+        self._begun = begin is None
+        self._where = where  # the database, for messages
+        self._pending: list[Step] = []  # writes sent with the next statement
+        self._ended = False  # the COMMIT or RELEASE was sent
         self.changed_agents: set[str] = set()
         self.changed_appointments: set[str] = set()
         self._known_agents: set[str] = set()
@@ -412,11 +497,28 @@ class SqliteTx(_Queries, OutboxTxWrites, Tx):
             raise StoreError("this transaction is finished; open a new one")
         return self._db
 
-    async def _flush(self) -> None:
-        """Write the buffered rows (before the commit)."""
-        await self._write_statuses()
+    def _final_steps(self) -> list[Step]:
+        self._write_statuses()
         audits, self._audits = self._audits, []
-        await self._run_many(_AUDIT_SQL, audits)
+        if audits:
+            self._pending.append(("many", _AUDIT_SQL, audits))
+        steps, self._pending = self._pending, []
+        return steps
+
+    @property
+    def _untouched(self) -> bool:
+        """Whether nothing was sent or buffered: there is nothing to commit."""
+        return not (self._begun or self._pending or self._statuses or self._audits)
+
+    async def _flush(self, end: str | None = None) -> None:
+        """Write the buffered rows, then ``end`` (the COMMIT, a savepoint's RELEASE), in one
+        round trip; ``end`` only once something began."""
+        steps = self._final_steps()
+        if end is not None and (steps or self._begun):
+            steps.append(("run", end, ()))
+            self._ended = True
+        if steps:
+            await self._send(steps)
 
     def _finish(self) -> None:
         self._db = None
@@ -424,18 +526,46 @@ class SqliteTx(_Queries, OutboxTxWrites, Tx):
     def _now(self) -> str:
         return codec.encode_time(self._clock(), "clock")
 
+    async def _send(self, steps: list[Step]) -> list[Any]:
+        """Run ``steps`` after the begin and the buffered writes, in one round trip; their
+        results."""
+        db = self._conn()
+        first: list[Step] = []
+        if not self._begun:
+            assert self._begin is not None
+            first.append(("begin", self._begin, ()))
+            self._begun = True
+        first += self._pending
+        self._pending = []
+        try:
+            return (await run_steps(db, [*first, *steps]))[len(first) :]
+        except _BeginRefused as exc:
+            raise StoreUnavailable(
+                f"{self._where}: cannot start a write transaction: {exc}"
+            ) from exc.__cause__
+
+    async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        return list((await self._send([("rows", sql, params)]))[0])
+
+    async def _queries(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
+        if not queries:
+            return []
+        return await self._send([("rows", sql, params) for sql, params in queries])
+
     async def _run(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
-        return await self._conn().execute(sql, params)  # type: ignore[return-value]
+        return (await self._send([("run", sql, params)]))[0]  # type: ignore[no-any-return]
 
     async def _run_many(self, sql: str, rows: Sequence[Any]) -> None:
         if rows:
-            await self._conn().executemany(sql, rows)
+            await self._send([("many", sql, rows)])
 
-    async def _write_statuses(self) -> None:
-        """Write the buffered status rows: before anything that reads or deletes status rows
-        (directly, or by cascade), so that it sees them in the order they were put."""
+    def _write_statuses(self) -> None:
+        """Queue the buffered status rows for the next statement: before anything that reads
+        or deletes status rows (directly, or by cascade), so that it sees them in the order
+        they were put."""
         rows, self._statuses = self._statuses, []
-        await self._run_many(_STATUS_UPSERT, rows)
+        if rows:
+            self._pending.append(("many", _STATUS_UPSERT, rows))
 
     async def _require_agents(self, agent_ids: Iterable[str], what: str) -> None:
         # Checked up front, not left to the foreign key, so that the error names the agent and
@@ -481,7 +611,7 @@ class SqliteTx(_Queries, OutboxTxWrites, Tx):
         return codec.agent_from_row(row)
 
     async def delete_agent(self, agent_id: str) -> bool:
-        await self._write_statuses()  # the cascade takes the agent's buffered rows too
+        self._write_statuses()  # the cascade takes the agent's buffered rows too
         cursor = await self._run("DELETE FROM agents WHERE id = ?", (agent_id,))
         if cursor.rowcount == 0:
             return False
@@ -602,7 +732,7 @@ class SqliteTx(_Queries, OutboxTxWrites, Tx):
 
     async def purge_appointment(self, appointment_id: str) -> None:
         old = await self._one("SELECT * FROM appointments WHERE id = ?", (appointment_id,))
-        await self._write_statuses()
+        self._write_statuses()
         await self._run("DELETE FROM sync_status WHERE appointment_id = ?", (appointment_id,))
         if old is None:
             return
@@ -699,14 +829,14 @@ class SqliteTx(_Queries, OutboxTxWrites, Tx):
         self._statuses += rows
 
     async def delete_status(self, agent_id: str, appointment_id: str, account: str) -> None:
-        await self._write_statuses()
+        self._write_statuses()
         await self._run(
             "DELETE FROM sync_status WHERE agent_id = ? AND account = ? AND appointment_id = ?",
             (agent_id, account, appointment_id),
         )
 
     async def list_status(self, agent_id: str, account: str) -> list[SyncStatus]:
-        await self._write_statuses()
+        self._write_statuses()
         return await super().list_status(agent_id, account)
 
     async def get_statuses(
@@ -717,29 +847,29 @@ class SqliteTx(_Queries, OutboxTxWrites, Tx):
         appointment_ids: Iterable[str] = (),
         remote_ids: Iterable[str] = (),
     ) -> list[SyncStatus]:
-        await self._write_statuses()
+        self._write_statuses()
         return await super().get_statuses(
             agent_id, account, appointment_ids=appointment_ids, remote_ids=remote_ids
         )
 
     async def has_status(self, agent_id: str, account: str) -> bool:
-        await self._write_statuses()
+        self._write_statuses()
         return await super().has_status(agent_id, account)
 
     async def changed_since(self, agent_id: str, seq: int, limit: int) -> list[str] | None:
-        await self._write_statuses()  # their triggers stamp
+        self._write_statuses()  # their triggers stamp
         return await super().changed_since(agent_id, seq, limit)
 
     async def get_hub_seq(self, agent_id: str) -> int | None:
-        await self._write_statuses()  # their triggers raise the counter
-        return await super().get_hub_seq(agent_id)
+        self._write_statuses()  # their triggers raise the counter
+        seq = await super().get_hub_seq(agent_id)
+        if seq is not None:
+            self._known_agents.add(agent_id)  # spares the writes that follow their check
+        return seq
 
     async def put_calendar_state(self, state: CalendarState) -> None:
         row = codec.calendar_state_row(state)
-        old = await self._one("SELECT * FROM calendar_state WHERE agent_id = ?", (state.agent_id,))
-        if old is not None and codec.same_row(old, row):
-            return
-        try:
+        try:  # one statement, which leaves an unchanged row alone
             await self._run(_CALENDAR_STATE_UPSERT, row)
         except sqlite3.IntegrityError as exc:
             raise ConstraintError(f"calendar state: unknown agent {state.agent_id!r}") from exc
@@ -973,39 +1103,57 @@ class SqliteStore(_Queries, Store):
             batch = self._batch
             joined = batch is not None
             self._tx_task = task
-            tx = SqliteTx(db, origin, self._clock)
+            # The BEGIN IMMEDIATE (or a member's SAVEPOINT) goes with the transaction's first
+            # statement, and a lone transaction's last writes with its COMMIT: round trips to
+            # the writer thread are most of what a transaction costs.
+            tx = SqliteTx(
+                db,
+                origin,
+                self._clock,
+                begin="SAVEPOINT member" if joined else "BEGIN IMMEDIATE",
+                where=self.path,
+            )
+            if batch is None:
+                if db.in_transaction:  # a COMMIT failed after its caller was cancelled
+                    await db.rollback()
+                batch = self._batch = _Batch(asyncio.get_running_loop().create_future())
+            commit_now = False
             try:
-                if batch is None:
-                    if db.in_transaction:  # a COMMIT failed after its caller was cancelled
-                        await db.rollback()
-                    try:
-                        await db.execute("BEGIN IMMEDIATE")
-                    except sqlite3.OperationalError as exc:
-                        raise StoreUnavailable(
-                            f"{self.path}: cannot start a write transaction: {exc}"
-                        ) from exc
-                    batch = self._batch = _Batch(asyncio.get_running_loop().create_future())
-                else:
-                    await db.execute("SAVEPOINT member")
                 yield tx
                 for hook in self._commit_hooks:
                     await hook(tx)
-                await tx._flush()
                 if joined:
-                    await db.execute("RELEASE member")
+                    await tx._flush(end="RELEASE member")
+                elif tx._untouched:
+                    # Nothing was read or written: no transaction to commit or keep open.
+                    self._batch = None
+                    batch.committed.set_result(None)
+                elif self._queued:
+                    await tx._flush()
+                else:
+                    commit_now = True
             except BaseException as exc:
                 # Shielded so that a cancelled task still rolls back; should the wait be cut
                 # short anyway, the rollback is queued on the writer thread before anything
                 # the next transaction sends.
                 with anyio.CancelScope(shield=True):
-                    await self._undo(db, batch if joined else None)
+                    await self._undo(db, batch if joined else None, tx)
                 if isinstance(exc, sqlite3.Error):  # disk full, I/O error, a stray constraint
                     raise StoreError(f"{self.path}: write rolled back: {exc}") from exc
                 raise
             finally:
-                tx._finish()
+                if not commit_now:
+                    tx._finish()
                 self._tx_task = None
-            if self._queued == 0:
+            if commit_now:
+                try:
+                    with anyio.CancelScope(shield=True):
+                        await self._commit(db, batch, tx)
+                finally:
+                    tx._finish()
+            elif batch.committed.done():
+                pass  # the empty transaction above
+            elif self._queued == 0:
                 with anyio.CancelScope(shield=True):
                     await self._commit(db, batch)
             elif not batch.closer:
@@ -1042,9 +1190,13 @@ class SqliteStore(_Queries, Store):
         finally:
             self._write_lock.release()
 
-    async def _commit(self, db: aiosqlite.Connection, batch: _Batch) -> None:
+    async def _commit(
+        self, db: aiosqlite.Connection, batch: _Batch, tx: SqliteTx | None = None
+    ) -> None:
+        """Commit ``batch``; with ``tx`` (a lone transaction) its buffered writes go with
+        the COMMIT, in one round trip."""
         self._batch = None
-        commit = asyncio.ensure_future(db.commit())
+        commit = asyncio.ensure_future(db.commit() if tx is None else tx._flush(end="COMMIT"))
         # The batch is settled by the COMMIT's end, whoever still waits for it.
         commit.add_done_callback(functools.partial(self._settle, batch))
         try:
@@ -1054,6 +1206,8 @@ class SqliteStore(_Queries, Store):
             # what this caller reads after its cancellation already sees it.
             with contextlib.suppress(BaseException):
                 await asyncio.wait([commit])
+            raise
+        except StoreUnavailable:  # its BEGIN, sent with the COMMIT, was refused
             raise
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
@@ -1067,12 +1221,22 @@ class SqliteStore(_Queries, Store):
         elif not batch.committed.done():
             batch.committed.set_result(None)
 
-    async def _undo(self, db: aiosqlite.Connection, batch: _Batch | None) -> None:
+    async def _undo(self, db: aiosqlite.Connection, batch: _Batch | None, tx: SqliteTx) -> None:
         """Roll back the failed transaction: the whole batch when it was the batch's first
-        (the others join only after it), else its savepoint alone."""
+        (the others join only after it), else its savepoint alone (none when it never sent
+        a statement)."""
+        if batch is not None and not tx._begun:
+            return
         if batch is not None:
             try:
-                await db.execute("ROLLBACK TO member")
+                try:
+                    await db.execute("ROLLBACK TO member")
+                except sqlite3.OperationalError:
+                    if tx._ended:
+                        # Cancelled while its RELEASE was on its way: it ran, the writes
+                        # belong to the batch now (as after a cancel during a commit).
+                        return
+                    raise
                 await db.execute("RELEASE member")
                 if db.in_transaction:
                     return
