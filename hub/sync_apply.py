@@ -57,9 +57,9 @@ class PlanApplier(PassScope):
         started where this pass left it, nobody else wrote in between."""
         async with self.store.transaction(self.engine.origin) as tx:
             before = await tx.get_hub_seq(self.agent.id)
+            after = tx.hub_seq_at_end(self.agent.id)  # read with the commit: no round trip
             yield tx
-            after = await tx.get_hub_seq(self.agent.id)
-        self.seq = after if self.seq is not None and before == self.seq else None
+        self.seq = after() if self.seq is not None and before == self.seq else None
 
     async def apply(self, plan: Plan) -> None:
         await self._apply_hub(plan.hub)

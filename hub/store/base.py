@@ -194,6 +194,12 @@ class Tx(OutboxWrites, ABC):
         """As :meth:`Store.get_hub_seq`, this transaction's own changes included."""
 
     @abstractmethod
+    def hub_seq_at_end(self, agent_id: str) -> Callable[[], int | None]:
+        """:meth:`get_hub_seq` as the transaction ends (after all of its writes, before it
+        commits), read along with its last statements instead of in a round trip of its
+        own: the returned function gives it once the transaction has ended."""
+
+    @abstractmethod
     async def get_request(self, request_id: str) -> Request | None: ...
 
     @abstractmethod

@@ -37,7 +37,7 @@ import psycopg
 import psycopg.errors
 from psycopg.rows import RowMaker
 
-from hub.store.base import StoreError
+from hub.store.base import ConstraintError, StoreError
 
 # Tables whose key the database numbers (INTEGER PRIMARY KEY AUTOINCREMENT in SQLite).
 NUMBERED_KEYS = {"audit": "id", "conflicts": "seq", "outbox": "id"}
@@ -183,8 +183,9 @@ class PgConnection:
 
     async def run_steps(self, steps: Sequence[tuple[str, str, Any]]) -> list[Any]:
         """Several statements in order (what :func:`hub.store.sqlite.run_steps` sends to
-        aiosqlite's thread in one round trip): ``rows`` (a query), ``many`` (executemany)
-        or ``run`` (a statement); one result each."""
+        aiosqlite's thread in one round trip): ``rows`` (a query), ``many`` (executemany),
+        ``put:MESSAGE`` (a write refused as ConstraintError MESSAGE) or ``run`` (a
+        statement); one result each."""
         results: list[Any] = []
         for how, sql, params in steps:
             if how == "rows":
@@ -192,6 +193,11 @@ class PgConnection:
             elif how == "many":
                 await self.executemany(sql, params)
                 results.append(None)
+            elif how.startswith("put:"):  # a write whose violated constraint is named
+                try:
+                    results.append(await self.execute(sql, params))
+                except sqlite3.IntegrityError as exc:
+                    raise ConstraintError(how[4:]) from exc
             else:
                 results.append(await self.execute(sql, params))
         return results

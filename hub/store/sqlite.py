@@ -88,8 +88,9 @@ def _utcnow() -> datetime:
 
 
 # One statement of a batch sent to the connection's thread: (how, sql, parameters), where how
-# is "rows" (a query: its rows), "run" (a statement: its cursor), "many" (executemany: None)
-# or "begin" (opening the transaction: StoreUnavailable when the database stays locked).
+# is "rows" (a query: its rows), "run" (a statement: its cursor), "many" (executemany: None),
+# "begin" (opening the transaction: StoreUnavailable when the database stays locked) or
+# "put:MESSAGE" (a write whose violated constraint is the ConstraintError MESSAGE).
 Step = tuple[str, str, Any]
 
 
@@ -112,6 +113,11 @@ def _run_steps(conn: sqlite3.Connection, steps: Sequence[Step]) -> list[Any]:
             except sqlite3.OperationalError as exc:
                 raise _BeginRefused(str(exc)) from exc
             results.append(None)
+        elif how.startswith("put:"):
+            try:
+                results.append(conn.execute(sql, params))
+            except sqlite3.IntegrityError as exc:
+                raise ConstraintError(how[4:]) from exc
         else:
             results.append(conn.execute(sql, params))
     return results
@@ -468,6 +474,8 @@ class SqliteTx(_Queries, OutboxTxWrites, Tx):
         self._where = where  # the database, for messages
         self._pending: list[Step] = []  # writes sent with the next statement
         self._ended = False  # the COMMIT or RELEASE was sent
+        self._end_reads: list[tuple[str, Any, list[Any]]] = []  # (sql, params, result box)
+        self._boxes: list[tuple[Step, list[Any]]] = []  # end reads sent, to give their rows
         self.changed_agents: set[str] = set()
         self.changed_appointments: set[str] = set()
         self._known_agents: set[str] = set()
@@ -499,11 +507,27 @@ class SqliteTx(_Queries, OutboxTxWrites, Tx):
 
     def _final_steps(self) -> list[Step]:
         self._write_statuses()
+        for sql, params, box in self._end_reads:
+            step: Step = ("rows", sql, params)
+            self._pending.append(step)
+            self._boxes.append((step, box))  # filled when the step has run
+        self._end_reads = []
         audits, self._audits = self._audits, []
         if audits:
             self._pending.append(("many", _AUDIT_SQL, audits))
         steps, self._pending = self._pending, []
         return steps
+
+    def hub_seq_at_end(self, agent_id: str) -> Callable[[], int | None]:
+        box: list[Any] = []
+        self._end_reads.append(("SELECT hub_seq FROM agents WHERE id = ?", (agent_id,), box))
+
+        def seq() -> int | None:
+            if not box:
+                raise RuntimeError("hub_seq_at_end: the transaction has not ended")
+            return None if not box[0] else int(box[0][0][0])
+
+        return seq
 
     @property
     def _untouched(self) -> bool:
@@ -537,8 +561,16 @@ class SqliteTx(_Queries, OutboxTxWrites, Tx):
             self._begun = True
         first += self._pending
         self._pending = []
+        sent = [*first, *steps]
         try:
-            return (await run_steps(db, [*first, *steps]))[len(first) :]
+            results = await run_steps(db, sent)
+            if self._boxes:
+                boxes, self._boxes = self._boxes, []
+                for i, step in enumerate(sent):
+                    for queued, box in boxes:
+                        if step is queued:
+                            box.append(results[i])
+            return results[len(first) :]
         except _BeginRefused as exc:
             raise StoreUnavailable(
                 f"{self._where}: cannot start a write transaction: {exc}"
@@ -868,11 +900,12 @@ class SqliteTx(_Queries, OutboxTxWrites, Tx):
         return seq
 
     async def put_calendar_state(self, state: CalendarState) -> None:
+        # Sent with the next statement or the COMMIT: one statement, which leaves an unchanged
+        # row alone, and names the agent if it is unknown.
+        self._conn()  # refuse a finished transaction now, not silently at the next flush
         row = codec.calendar_state_row(state)
-        try:  # one statement, which leaves an unchanged row alone
-            await self._run(_CALENDAR_STATE_UPSERT, row)
-        except sqlite3.IntegrityError as exc:
-            raise ConstraintError(f"calendar state: unknown agent {state.agent_id!r}") from exc
+        unknown = f"calendar state: unknown agent {state.agent_id!r}"
+        self._pending.append((f"put:{unknown}", _CALENDAR_STATE_UPSERT, row))
 
     # browser sessions --------------------------------------------------------------------
     async def put_session(self, session: BrowserSession) -> None:
@@ -1208,6 +1241,10 @@ class SqliteStore(_Queries, Store):
                 await asyncio.wait([commit])
             raise
         except StoreUnavailable:  # its BEGIN, sent with the COMMIT, was refused
+            raise
+        except ConstraintError:  # a buffered write refused with the COMMIT: nothing commits
+            with contextlib.suppress(sqlite3.Error):
+                await db.rollback()
             raise
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
