@@ -32,15 +32,18 @@ def _utcnow() -> datetime:
 async def prune_history(
     store: Store, settings: HubSettings, *, clock: Clock = _utcnow
 ) -> dict[str, int]:
-    """Delete the audit entries and conflicts older than their retention, in one transaction;
-    logs one line with the counts and returns them."""
+    """Delete the audit entries and conflicts older than their retention, and the change
+    stamps nothing needs any more, in one transaction; logs one line with the counts and
+    returns them."""
     now = clock()
     async with store.transaction(ORIGIN_HOUSEKEEPING) as tx:
         counts = await tx.prune(now - settings.audit_retention, now - settings.conflict_retention)
     log.info(
-        "housekeeping: deleted %d audit entries and %d conflicts past their retention",
+        "housekeeping: deleted %d audit entries and %d conflicts past their retention,"
+        " and %d change stamps of purged appointments",
         counts.get("audit", 0),
         counts.get("conflicts", 0),
+        counts.get("stamps", 0),
     )
     return counts
 

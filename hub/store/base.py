@@ -172,7 +172,8 @@ class Tx(OutboxWrites, ABC):
     @abstractmethod
     async def prune(self, before_audit: datetime, before_conflicts: datetime) -> dict[str, int]:
         """Delete audit entries older than ``before_audit`` and conflicts older than
-        ``before_conflicts``; returns how many of each went (keys ``audit``, ``conflicts``).
+        ``before_conflicts``, and the change stamps of appointments gone with their sync
+        records; returns how many of each went (keys ``audit``, ``conflicts``, ``stamps``).
         Not audited itself: it would grow what it shrinks."""
 
     # bulk writes (a backend may override them with one round trip per batch) ------------

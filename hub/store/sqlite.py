@@ -191,6 +191,18 @@ _CALENDAR_STATE_UPSERT = _upsert_sql(
 )
 
 
+# Change stamps of appointments that are gone with their pairs: a change pass would find
+# nothing to do with them (a purged appointment's stamp matters while its status row lives).
+_PRUNE_STAMPS = """DELETE FROM hub_changes WHERE NOT EXISTS (
+        SELECT 1 FROM appointments a
+        WHERE a.id = hub_changes.appointment_id AND a.agent_id = hub_changes.agent_id
+    ) AND NOT EXISTS (
+        SELECT 1 FROM sync_status s
+        WHERE s.appointment_id = hub_changes.appointment_id
+        AND s.agent_id = hub_changes.agent_id
+    )"""
+
+
 class _Queries(OutboxQueries, ABC):
     """The read side, shared by the store (reader connection) and a transaction (writer)."""
 
@@ -814,6 +826,7 @@ class SqliteTx(_Queries, OutboxTxWrites, Tx):
             "conflicts": await self._prune_table(
                 "conflicts", "seq", "created_at", before_conflicts
             ),
+            "stamps": (await self._run(_PRUNE_STAMPS)).rowcount,
         }
 
     async def _prune_table(self, table: str, key: str, column: str, before: datetime) -> int:

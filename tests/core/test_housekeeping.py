@@ -49,7 +49,7 @@ async def test_prune_deletes_only_rows_older_than_the_cutoffs(tmp_path: Path) ->
     async with SqliteStore(path, clock=lambda: NOW) as store:
         async with store.transaction("housekeeping") as tx:
             counts = await tx.prune(NOW - timedelta(days=30), NOW - timedelta(days=10))
-        assert counts == {"audit": 1, "conflicts": 1}
+        assert counts == {"audit": 1, "conflicts": 1, "stamps": 0}
         kept = {e.entity_id for e in await store.list_audit(limit=1000)}
         assert {"r20", "r1"} <= kept and "r40" not in kept
         assert [c.id for c in await store.list_conflicts()] == ["c5"]
@@ -58,6 +58,7 @@ async def test_prune_deletes_only_rows_older_than_the_cutoffs(tmp_path: Path) ->
             assert await tx.prune(NOW - timedelta(days=30), NOW - timedelta(days=10)) == {
                 "audit": 0,
                 "conflicts": 0,
+                "stamps": 0,
             }
 
 
@@ -71,6 +72,7 @@ async def test_prune_history_uses_the_retentions_and_logs_the_counts(
         assert await prune_history(store, SETTINGS, clock=lambda: NOW) == {
             "audit": 1,
             "conflicts": 1,
+            "stamps": 0,
         }
     (line,) = [r.getMessage() for r in caplog.records if r.name == "hub.housekeeping"]
     assert "1 audit entries and 1 conflicts" in line

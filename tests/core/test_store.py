@@ -719,6 +719,24 @@ async def test_changed_since_names_the_appointments_each_write_concerns(
     assert await alice.changed_since("ghost", 0, 10) == []
 
 
+async def test_prune_drops_the_stamps_of_appointments_gone_with_their_pairs(
+    alice: SqliteStore,
+) -> None:
+    async with alice.transaction("api") as tx:
+        await tx.put_appointments([appt("a1"), appt("a2"), appt("a3")])
+        await tx.put_status(SyncStatus("alice", "a2", "o365", "r2", "v1", "h", "h"))
+    async with alice.transaction("api") as tx:
+        for appt_id in ("a1", "a2"):
+            await tx.purge_appointment(appt_id)
+        # A pair whose appointment is gone still needs its stamp (its remote delete).
+        await tx.put_status(SyncStatus("alice", "a2", "o365", "r2", "v1", "h", "h"))
+    now = datetime.now(UTC) - timedelta(days=3650)
+    async with alice.transaction("housekeeping") as tx:
+        counts = await tx.prune(now, now)
+    assert counts["stamps"] == 1
+    assert await alice.changed_since("alice", -1, 10) == ["a2", "a3"]
+
+
 async def test_statuses_are_read_by_appointment_and_by_remote_id(alice: SqliteStore) -> None:
     rows = [SyncStatus("alice", f"a{n}", "o365", f"r{n}", "v1", "h", "h") for n in range(4)]
     async with alice.transaction("sync:o365") as tx:
