@@ -1,18 +1,30 @@
 """The hub side shared by the provider benchmarks: agents with appointments in a SqliteStore,
-moving some of them, and one measured scheduler pass per phase (the two change phases that
-:func:`_report.pass_cost` fits included)."""
+moving some of them, one measured scheduler pass per phase (the two change phases that
+:func:`_report.pass_cost` fits included), and the provider's fake in a process of its own
+(so that the hub's CPU figures are the hub's alone)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import multiprocessing
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from _report import CHANGE_PHASES, Meter, PhaseResult, change_counts, peak_rss_mb
 
+from hub.config import Config, HubSettings
+from hub.metrics import Metrics
 from hub.model import Agent, Appointment, Kind
 from hub.scheduler import Scheduler
+from hub.spec import AccountConfig, Provider, ProviderRegistry
 from hub.store.sqlite import SqliteStore
+
+Counters = Callable[[], dict[str, Any]]
 
 
 async def populate(store: SqliteStore, agents: int, events: int, account: str) -> list[Agent]:
@@ -98,3 +110,104 @@ class PassMeter:
             result, after = await self.measure(scheduler, phase, count, moved)
             phases.append(result)
         return phases, after
+
+
+def mailboxes(agents: int) -> list[str]:
+    """The mailbox addresses of :func:`populate`'s agents."""
+    return [f"agent{a:03d}@contoso.example" for a in range(agents)]
+
+
+# --------------------------------------------------------------------------- the fake's process
+
+
+def with_fake_in_child(
+    serve: Callable[..., None],
+    args: tuple[Any, ...],
+    run: Callable[[Counters, Any], Awaitable[None]],
+) -> None:
+    """Start ``serve(conn, *args)`` in a spawned process, wait for the account options it
+    sends, and run ``run(counters, options)``; ``counters()`` asks the fake for its counts."""
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=serve, args=(child, *args), daemon=True)
+    proc.start()
+
+    def counters() -> dict[str, Any]:
+        parent.send("counters")
+        return parent.recv()  # type: ignore[no-any-return]
+
+    try:
+        options = parent.recv()
+        asyncio.run(run(counters, options))
+    finally:
+        parent.send("stop")
+        proc.join(timeout=10)
+
+
+async def answer_counters(conn: Connection, counts: Counters) -> None:
+    """The fake's side of :func:`with_fake_in_child`: ``counts()`` for each "counters" until
+    "stop" (the pipe is read in a worker thread: the fake keeps serving meanwhile)."""
+    loop = asyncio.get_running_loop()
+    while (cmd := await loop.run_in_executor(None, conn.recv)) != "stop":
+        assert cmd == "counters", cmd
+        conn.send(counts())
+
+
+# --------------------------------------------------------------------------- the phases
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderRun:
+    """What :func:`run_provider_phases` measured, and the fake's counts along the way."""
+
+    phases: list[PhaseResult]
+    before: dict[str, Any]  # before the initial pass
+    initial: dict[str, Any]  # after it
+    last: dict[str, Any]  # after the last phase
+
+
+async def run_provider_phases(
+    *,
+    bench: str,
+    provider: type[Provider],
+    kind: str,
+    account: str,
+    options: dict[str, Any],
+    agents: int,
+    events: int,
+    concurrency: int,
+    counters: Counters,
+    remote_total: str,
+) -> ProviderRun:
+    """``agents`` x ``events`` hub appointments on ``account`` of ``provider`` (its type
+    name ``kind``) in a temporary SqliteStore, then the phases every provider bench measures:
+    ``initial`` (checked by the fake's count ``remote_total``), ``echo``, ``no_change`` and
+    the two change phases."""
+    with tempfile.TemporaryDirectory(prefix=f"{bench}-bench-db-") as tmp:
+        store = SqliteStore(Path(tmp) / "hub.db")
+        await store.open()
+        try:
+            made = await populate(store, agents, events, account)
+            total = agents * events
+            registry = ProviderRegistry()
+            registry.add(provider)
+            config = Config(
+                hub=HubSettings(max_concurrent_syncs=concurrency),
+                accounts={account: AccountConfig(account, kind, options)},
+            )
+            meter = PassMeter(bench, agents, counters)
+            async with Scheduler(store, config, registry, Metrics(), background=False) as sched:
+                before = counters()
+                phase, initial = await meter.measure(sched, "initial", total, total)
+                if initial[remote_total] != total:
+                    raise SystemExit(
+                        f"initial: {initial[remote_total]} remote events, want {total}"
+                    )
+                phases = [phase]
+                phases.append((await meter.measure(sched, "echo", total, 0))[0])
+                phases.append((await meter.measure(sched, "no_change", 0, 0))[0])
+                changed, last = await meter.change_phases(sched, store, made, events)
+                phases += changed
+        finally:
+            await store.close()
+    return ProviderRun(phases, before, initial, last)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
 import sys
 import tempfile
 from multiprocessing.connection import Connection
@@ -39,13 +38,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere: the bench imports calhub from the checkout
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _hub import PassMeter, populate  # noqa: E402
-from _report import PhaseResult, pass_cost, report  # noqa: E402
+from _hub import (  # noqa: E402
+    Counters,
+    answer_counters,
+    mailboxes,
+    run_provider_phases,
+    with_fake_in_child,
+)
+from _report import pass_cost, report  # noqa: E402
 
-from hub.config import Config, HubSettings  # noqa: E402
-from hub.metrics import Metrics  # noqa: E402
-from hub.scheduler import Scheduler  # noqa: E402
-from hub.spec import AccountConfig, ProviderRegistry  # noqa: E402
 from plugins.exchange_ews import EwsProvider  # noqa: E402
 
 BENCH = "exchange_ews"
@@ -66,61 +67,32 @@ async def _serve(conn: Connection, latency_ms: float, mailboxes: list[str]) -> N
         for address in mailboxes:
             fake.add_mailbox(address)
         conn.send(fake.account_options())
-        loop = asyncio.get_running_loop()
-        while (cmd := await loop.run_in_executor(None, conn.recv)) != "stop":
-            assert cmd == "counters", cmd
-            by_op: dict[str, int] = {}
-            for (_, op), n in fake.ops.items():
-                by_op[op] = by_op.get(op, 0) + n
-            conn.send(
-                {
-                    "requests": fake.requests,
-                    "by_operation": by_op,
-                    "items": sum(len(mb.in_folder(mb.calendar)) for mb in fake.mailboxes.values()),
-                    "peak_in_flight": fake.peak_in_flight,
-                    "ntlm_handshakes": fake.ntlm_handshakes,
-                    "invitations": fake.invitations,
-                }
-            )
+        await answer_counters(conn, lambda: _counts(fake))
 
 
-def _counters(conn: Connection) -> dict[str, Any]:
-    conn.send("counters")
-    return conn.recv()
+def _counts(fake: Any) -> dict[str, Any]:
+    by_op: dict[str, int] = {}
+    for (_, op), n in fake.ops.items():
+        by_op[op] = by_op.get(op, 0) + n
+    return {
+        "requests": fake.requests,
+        "by_operation": by_op,
+        "items": sum(len(mb.in_folder(mb.calendar)) for mb in fake.mailboxes.values()),
+        "peak_in_flight": fake.peak_in_flight,
+        "ntlm_handshakes": fake.ntlm_handshakes,
+        "invitations": fake.invitations,
+    }
 
 
-async def run(args: argparse.Namespace, conn: Connection, options: dict[str, Any]) -> None:
-    with tempfile.TemporaryDirectory(prefix="ews-bench-db-") as tmp:
-        from hub.store.sqlite import SqliteStore
-
-        store = SqliteStore(Path(tmp) / "hub.db")
-        await store.open()
-        try:
-            agents = await populate(store, args.agents, args.events, ACCOUNT)
-            total = args.agents * args.events
-            registry = ProviderRegistry()
-            registry.add(EwsProvider)
-            options = {**options, "max_threads": args.threads}
-            config = Config(
-                hub=HubSettings(max_concurrent_syncs=args.concurrency),
-                accounts={ACCOUNT: AccountConfig(ACCOUNT, "exchange_ews", options)},
-            )
-            meter = PassMeter(BENCH, args.agents, lambda: _counters(conn))
-            phases: list[PhaseResult] = []
-            ops: dict[str, dict[str, int]] = {}
-            async with Scheduler(store, config, registry, Metrics(), background=False) as sched:
-                before = _counters(conn)["by_operation"]
-                phase, after = await meter.measure(sched, "initial", total, total)
-                phases.append(phase)
-                ops["initial"] = _diff(after["by_operation"], before)
-                if after["items"] != total:
-                    raise SystemExit(f"initial: {after['items']} remote items, want {total}")
-                phases.append((await meter.measure(sched, "echo", total, 0))[0])
-                phases.append((await meter.measure(sched, "no_change", 0, 0))[0])
-                changed, after = await meter.change_phases(sched, store, agents, args.events)
-                phases += changed
-        finally:
-            await store.close()
+async def run(args: argparse.Namespace, counters: Counters, options: dict[str, Any]) -> None:
+    measured = await run_provider_phases(
+        bench=BENCH, provider=EwsProvider, kind="exchange_ews", account=ACCOUNT,
+        options={**options, "max_threads": args.threads}, agents=args.agents,
+        events=args.events, concurrency=args.concurrency, counters=counters,
+        remote_total="items",
+    )  # fmt: skip
+    phases, after = measured.phases, measured.last
+    ops = {"initial": _diff(measured.initial["by_operation"], measured.before["by_operation"])}
     for p in phases:
         p.extra.update(max_threads=args.threads, concurrent_passes=args.concurrency)
     title = (
@@ -150,17 +122,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8, help="EWS worker threads (max_threads)")
     parser.add_argument("--concurrency", type=int, default=8, help="agent passes at once")
     args = parser.parse_args()
-    mailboxes = [f"agent{a:03d}@contoso.example" for a in range(args.agents)]
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=serve_fake, args=(child, args.latency_ms, mailboxes), daemon=True)
-    proc.start()
-    try:
-        options = parent.recv()
-        asyncio.run(run(args, parent, options))
-    finally:
-        parent.send("stop")
-        proc.join(timeout=10)
+    with_fake_in_child(
+        serve_fake,
+        (args.latency_ms, mailboxes(args.agents)),
+        lambda counters, options: run(args, counters, options),
+    )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
 import sys
 import tempfile
 from multiprocessing.connection import Connection
@@ -33,14 +32,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere: the bench imports calhub from the checkout
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _hub import PassMeter, populate  # noqa: E402
-from _report import PhaseResult, pass_cost, report  # noqa: E402
+from _hub import (  # noqa: E402
+    Counters,
+    answer_counters,
+    mailboxes,
+    run_provider_phases,
+    with_fake_in_child,
+)
+from _report import pass_cost, report  # noqa: E402
 
-from hub.config import Config, HubSettings  # noqa: E402
-from hub.metrics import Metrics  # noqa: E402
-from hub.scheduler import Scheduler  # noqa: E402
-from hub.spec import AccountConfig, ProviderRegistry  # noqa: E402
-from hub.store.sqlite import SqliteStore  # noqa: E402
 from plugins.graph365 import GraphProvider  # noqa: E402
 
 BENCH = "graph365"
@@ -64,46 +64,25 @@ async def _serve(conn: Connection, latency_ms: float, mailboxes: list[str]) -> N
         for email in mailboxes:
             fake.add_mailbox(email)
         conn.send(fake.account_options())
-        loop = asyncio.get_running_loop()
-        while (cmd := await loop.run_in_executor(None, conn.recv)) != "stop":
-            assert cmd == "counters", cmd
-            conn.send(
-                {
-                    "requests": sum(n for k, n in fake.requests.items() if k != "token"),
-                    "by_kind": dict(fake.requests),
-                    "events": sum(len(mb.events) for mb in fake.mailboxes.values()),
-                    "peak_in_flight": max(fake.peak_in_flight.values(), default=0),
-                    "without_immutable_id": fake.without_immutable_id,
-                }
-            )
+        await answer_counters(
+            conn,
+            lambda: {
+                "requests": sum(n for k, n in fake.requests.items() if k != "token"),
+                "by_kind": dict(fake.requests),
+                "events": sum(len(mb.events) for mb in fake.mailboxes.values()),
+                "peak_in_flight": max(fake.peak_in_flight.values(), default=0),
+                "without_immutable_id": fake.without_immutable_id,
+            },
+        )
 
 
-async def run(args: argparse.Namespace, conn: Connection, options: dict[str, Any]) -> None:
-    with tempfile.TemporaryDirectory(prefix="graph-bench-db-") as tmp:
-        store = SqliteStore(Path(tmp) / "hub.db")
-        await store.open()
-        try:
-            agents = await populate(store, args.agents, args.events, ACCOUNT)
-            total = args.agents * args.events
-            registry = ProviderRegistry()
-            registry.add(GraphProvider)
-            config = Config(
-                hub=HubSettings(max_concurrent_syncs=args.concurrency),
-                accounts={ACCOUNT: AccountConfig(ACCOUNT, "graph365", options)},
-            )
-            bench = PassMeter(BENCH, args.agents, lambda: _counters(conn))
-            phases: list[PhaseResult] = []
-            async with Scheduler(store, config, registry, Metrics(), background=False) as sched:
-                phase, after = await bench.measure(sched, "initial", total, total)
-                phases.append(phase)
-                if after["events"] != total:
-                    raise SystemExit(f"initial: {after['events']} remote events, want {total}")
-                phases.append((await bench.measure(sched, "echo", total, 0))[0])
-                phases.append((await bench.measure(sched, "no_change", 0, 0))[0])
-                changed, after = await bench.change_phases(sched, store, agents, args.events)
-                phases += changed
-        finally:
-            await store.close()
+async def run(args: argparse.Namespace, counters: Counters, options: dict[str, Any]) -> None:
+    measured = await run_provider_phases(
+        bench=BENCH, provider=GraphProvider, kind="graph365", account=ACCOUNT, options=options,
+        agents=args.agents, events=args.events, concurrency=args.concurrency,
+        counters=counters, remote_total="events",
+    )  # fmt: skip
+    phases, after = measured.phases, measured.last
     title = (
         f"graph365: {args.agents} agents x {args.events} events, {args.latency_ms:g} ms per "
         f"request, {args.concurrency} passes at once"
@@ -117,11 +96,6 @@ async def run(args: argparse.Namespace, conn: Connection, options: dict[str, Any
     report(title, phases, sys.stdout, notes)
 
 
-def _counters(conn: Connection) -> dict[str, Any]:
-    conn.send("counters")
-    return conn.recv()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--agents", type=int, default=100)
@@ -129,17 +103,11 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, default=8, help="agent passes at once")
     args = parser.parse_args()
-    mailboxes = [f"agent{a:03d}@contoso.example" for a in range(args.agents)]
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=serve_fake, args=(child, args.latency_ms, mailboxes), daemon=True)
-    proc.start()
-    try:
-        options = parent.recv()
-        asyncio.run(run(args, parent, options))
-    finally:
-        parent.send("stop")
-        proc.join(timeout=10)
+    with_fake_in_child(
+        serve_fake,
+        (args.latency_ms, mailboxes(args.agents)),
+        lambda counters, options: run(args, counters, options),
+    )
 
 
 if __name__ == "__main__":
