@@ -3,18 +3,12 @@ on one exchange_ews account, synced by the real engine (AgentSync)."""
 
 from __future__ import annotations
 
-import itertools
-from dataclasses import dataclass, field
-from datetime import datetime
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import ClassVar
 
-from hub.config import HubSettings
-from hub.model import Agent, Appointment, PassResult
-from hub.store.sqlite import SqliteStore
 from plugins.exchange_ews import EwsProvider
 from plugins.exchange_ews.adapter import HUB_ID_NAME
-from tests.engine_support import book, run_pass
+from tests.engine_support import EngineHub
 from tests.fakes.ews import EwsFake
 
 ACCOUNT = "onprem"
@@ -22,38 +16,10 @@ MAILBOXES = ("alice@contoso.example", "bob@contoso.example")
 
 
 @dataclass
-class Hub:
+class Hub(EngineHub[EwsProvider, EwsFake]):
     """A hub database with agents alice and bob on one exchange_ews account."""
 
-    store: SqliteStore
-    provider: EwsProvider
-    fake: EwsFake
-    path: Path
-    agents: dict[str, Agent]
-    settings: HubSettings = field(default_factory=HubSettings)
-    sleeps: dict[str, list[float]] = field(default_factory=dict)
-    _ids: Any = field(default_factory=lambda: itertools.count(1))
-
-    async def sync(
-        self,
-        agent_id: str = "alice",
-        provider: EwsProvider | None = None,
-        *,
-        allow_empty: bool = False,
-        **settings: Any,
-    ) -> PassResult:
-        return await run_pass(
-            self.store, provider or self.provider, ACCOUNT, self.settings,
-            self.agents[agent_id], self.sleeps.setdefault(agent_id, []),
-            allow_empty=allow_empty, **settings,
-        )  # fmt: skip
-
-    async def add(self, start: datetime, agent_id: str = "alice", **extra: Any) -> Appointment:
-        n = next(self._ids)
-        return await book(self.store, n, agent_id, start, f"Visit {n}", **extra)
-
-    async def hub(self, agent_id: str = "alice") -> list[Appointment]:
-        return await self.store.list_appointments(agent_id=agent_id)
+    account: ClassVar[str] = ACCOUNT
 
     def remote_hub_ids(self, agent_id: str = "alice") -> list[str]:
         """The hub ids tagged on the items of the agent's calendar (one per item)."""
@@ -68,9 +34,3 @@ class Hub:
     def requests(self, agent_id: str = "alice") -> int:
         email = self.agents[agent_id].email.lower()
         return sum(n for (mb, _), n in self.fake.ops.items() if mb == email)
-
-    async def reopen(self) -> None:
-        """A restarted hub: the same database file, a new connection."""
-        await self.store.close()
-        self.store = SqliteStore(self.path)
-        await self.store.open()
